@@ -1,0 +1,3 @@
+from flamechat.cli import main
+
+main()

@@ -1,0 +1,325 @@
+"""The ``flame`` command: run a directory or a node, the demo, and administration."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import sys
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import click
+import uvicorn
+
+from flamechat.config import DirectorySettings, NodeSettings
+from flamechat.protocol.errors import FlameError
+
+
+def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--config file.toml``: its tables ([directory], [node], [user]) become defaults."""
+    if value:
+        try:
+            data = tomllib.loads(Path(value).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise click.BadParameter(f"cannot read config: {exc}") from exc
+        ctx.default_map = {
+            section: {k.replace("-", "_"): v for k, v in table.items()}
+            for section, table in data.items()
+            if isinstance(table, dict)
+        }
+    return value
+
+
+@click.group(context_settings={"auto_envvar_prefix": "FLAME", "help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    callback=_load_config,
+    is_eager=True,
+    expose_value=False,
+    help="TOML file with [directory], [node] and [user] tables of option defaults.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Logging detail.",
+)
+def main(log_level: str) -> None:
+    """Flame Chat: end-to-end encrypted, peer-to-peer chat for one organisation."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _settings(cls: type[Any], options: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in options.items() if k in names and v is not None})
+
+
+def _serve(app: Any, host: str, port: int) -> None:
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8700, show_default=True, help="Port to listen on.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path("flame-data/directory"),
+    show_default=True,
+    help="Where the database and key live.",
+)
+@click.option(
+    "--presence-ttl",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds before an unrefreshed presence report expires.",
+)
+@click.option(
+    "--open-registration/--closed-registration",
+    default=True,
+    show_default=True,
+    help="Let any node register itself.",
+)
+@click.option(
+    "--password-profile",
+    type=click.Choice(["interactive", "minimal"]),
+    default="interactive",
+    show_default=True,
+    help="Argon2id cost (minimal: tests only).",
+)
+def directory(**options: Any) -> None:
+    """Run the directory (login server)."""
+    from flamechat.directory.app import create_directory_app
+
+    settings = _settings(DirectorySettings, options)
+    _serve(create_directory_app(settings), settings.host, settings.port)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8701, show_default=True, help="Port to listen on.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path("flame-data/node"),
+    show_default=True,
+    help="Where the database and key live.",
+)
+@click.option(
+    "--directory-url", default="http://127.0.0.1:8700", show_default=True, help="Base URL of the directory."
+)
+@click.option(
+    "--public-url", default=None, help="URL other nodes use to reach this one (default: http://HOST:PORT)."
+)
+@click.option(
+    "--directory-key",
+    default=None,
+    help="Pin the directory's public key (base64); default: trust on first use.",
+)
+@click.option(
+    "--presence-interval",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds between presence reports and user-list refreshes.",
+)
+@click.option(
+    "--session-ttl", type=float, default=12 * 3600.0, show_default=True, help="Session lifetime in seconds."
+)
+@click.option(
+    "--outbox-ttl",
+    type=float,
+    default=7 * 24 * 3600.0,
+    show_default=True,
+    help="Seconds an undelivered envelope is retried before it fails.",
+)
+@click.option(
+    "--retry-base",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="First retry delay in seconds (doubles each attempt).",
+)
+@click.option(
+    "--retry-max", type=float, default=300.0, show_default=True, help="Longest retry delay in seconds."
+)
+@click.option(
+    "--password-profile",
+    type=click.Choice(["interactive", "minimal"]),
+    default="interactive",
+    show_default=True,
+    help="Argon2id cost (minimal: tests only).",
+)
+@click.option(
+    "--max-request-bytes",
+    type=int,
+    default=512 * 1024,
+    show_default=True,
+    help="Largest request body accepted.",
+)
+def node(**options: Any) -> None:
+    """Run a node that hosts users."""
+    from flamechat.node import create_node_app
+
+    settings = _settings(NodeSettings, options)
+    _serve(create_node_app(settings), settings.host, settings.port)
+
+
+@main.group()
+def user() -> None:
+    """Administer accounts in the directory's database."""
+
+
+_user_data_dir = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path("flame-data/directory"),
+    show_default=True,
+    help="The directory's data folder.",
+)
+_password = click.option("--password", default=None, help="The password (prompted for if absent).")
+_profile = click.option(
+    "--password-profile",
+    type=click.Choice(["interactive", "minimal"]),
+    default="interactive",
+    show_default=True,
+    help="Argon2id cost.",
+)
+
+
+def _ask_password(password: str | None) -> str:
+    if password is not None:
+        return password
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Again: "):
+        raise click.ClickException("the passwords differ")
+    return first
+
+
+def _run_admin(coro: Any) -> None:
+    try:
+        asyncio.run(coro)
+    except FlameError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+
+
+@user.command("create")
+@click.argument("username")
+@click.option("--display-name", default=None, help="Name shown to others.")
+@_password
+@_profile
+@_user_data_dir
+def user_create(
+    username: str, display_name: str | None, password: str | None, password_profile: str, data_dir: Path
+) -> None:
+    """Create an account."""
+    from flamechat.directory.app import open_directory
+
+    service = open_directory(DirectorySettings(data_dir=data_dir, password_profile=password_profile))
+
+    async def run() -> None:
+        try:
+            await service.create_user(username, _ask_password(password), display_name=display_name)
+        finally:
+            await service.db.close()
+
+    _run_admin(run())
+    click.echo(f"created {username}")
+
+
+@user.command("reset-password")
+@click.argument("username")
+@_password
+@_profile
+@_user_data_dir
+def user_reset(username: str, password: str | None, password_profile: str, data_dir: Path) -> None:
+    """Set a new password for an account."""
+    from flamechat.directory.app import open_directory
+
+    service = open_directory(DirectorySettings(data_dir=data_dir, password_profile=password_profile))
+
+    async def run() -> None:
+        try:
+            await service.reset_password(username, _ask_password(password))
+        finally:
+            await service.db.close()
+
+    _run_admin(run())
+    click.echo(
+        f"password of {username} reset; nodes that cached the old one need `flame node-admin forget-user`"
+    )
+
+
+@user.command("list")
+@_user_data_dir
+def user_list(data_dir: Path) -> None:
+    """List accounts."""
+    from flamechat.directory.app import open_directory
+
+    service = open_directory(DirectorySettings(data_dir=data_dir))
+
+    async def run() -> None:
+        try:
+            for account in await service.accounts():
+                keys = "keys" if account.sign_key else "no keys"
+                click.echo(f"{account.username}\t{account.display_name}\t{account.home_node or '-'}\t{keys}")
+        finally:
+            await service.db.close()
+
+    _run_admin(run())
+
+
+@main.group("node-admin")
+def node_admin() -> None:
+    """Administer a node's own database (run where the node runs)."""
+
+
+@node_admin.command("forget-user")
+@click.argument("username")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path("flame-data/node"),
+    show_default=True,
+    help="The node's data folder.",
+)
+def forget_user(username: str, data_dir: Path) -> None:
+    """Drop a user's cached password verifier and keys (after a password reset)."""
+    from flamechat.node import build_node
+
+    node = build_node(NodeSettings(data_dir=data_dir))
+
+    async def run() -> None:
+        try:
+            await node.accounts.forget_user(username)
+        finally:
+            await node.db.close()
+
+    _run_admin(run())
+    click.echo(f"{username} forgotten; their next login creates new keys")
+
+
+@main.command()
+@click.option("--nodes", default=3, show_default=True, help="How many nodes to start.")
+@click.option("--users-per-node", default=2, show_default=True, help="Demo users per node.")
+@click.option(
+    "--base-port", default=8700, show_default=True, help="Directory port; nodes take the next ones."
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path(".demo"),
+    show_default=True,
+    help="Scratch folder (wiped at start).",
+)
+def demo(nodes: int, users_per_node: int, base_port: int, data_dir: Path) -> None:
+    """Start a directory, several nodes and demo users; Ctrl-C stops everything."""
+    from flamechat.demo import run_demo
+
+    sys.exit(run_demo(nodes=nodes, users_per_node=users_per_node, base_port=base_port, data_dir=data_dir))

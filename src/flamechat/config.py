@@ -1,0 +1,58 @@
+"""Settings of a node and of the directory.
+
+Precedence: command-line flag > environment variable (``FLAME_<COMMAND>_<OPTION>``)
+> config file (TOML, ``--config``) > the defaults below. Every setting is
+listed in docs/operations.md (a test keeps that true).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DirectorySettings:
+    host: str = "127.0.0.1"
+    port: int = 8700
+    data_dir: Path = field(default_factory=lambda: Path("flame-data/directory"))
+    presence_ttl: float = 30.0
+    open_registration: bool = True
+    password_profile: str = "interactive"
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "directory.sqlite3"
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / "directory.key"
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    host: str = "127.0.0.1"
+    port: int = 8701
+    data_dir: Path = field(default_factory=lambda: Path("flame-data/node"))
+    directory_url: str = "http://127.0.0.1:8700"
+    public_url: str | None = None
+    directory_key: str | None = None
+    presence_interval: float = 10.0
+    session_ttl: float = 12 * 3600.0
+    outbox_ttl: float = 7 * 24 * 3600.0
+    retry_base: float = 0.5
+    retry_max: float = 300.0
+    password_profile: str = "interactive"
+    max_request_bytes: int = 512 * 1024
+
+    @property
+    def url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "node.sqlite3"
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / "node.key"

@@ -1,0 +1,1 @@
+"""The directory (login server): a thin HTTP adapter over DirectoryService."""

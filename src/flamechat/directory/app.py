@@ -1,0 +1,134 @@
+"""The directory's HTTP API, ``/directory/v1``."""
+
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+
+from flamechat import __version__
+from flamechat.config import DirectorySettings
+from flamechat.crypto import b64decode, b64encode
+from flamechat.crypto.errors import MalformedError
+from flamechat.httpapi.errors import install_error_handlers
+from flamechat.httpapi.limits import BodySizeLimit
+from flamechat.httpapi.signed import RequestVerifier
+from flamechat.keyfile import load_or_create_key
+from flamechat.protocol import models
+from flamechat.protocol.errors import BadNodeSignature
+from flamechat.protocol.versions import FEATURES, PROTOCOL_VERSIONS
+from flamechat.services.clock import Clock, SystemClock
+from flamechat.services.directory import DirectoryService
+from flamechat.services.passwords import make_hasher
+from flamechat.storage.database import Database, migrate, sqlite_url
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": models.ErrorBody, "description": "unsigned, badly signed, unknown node or replay"},
+    422: {"model": models.ErrorBody, "description": "malformed input"},
+}
+
+
+def open_directory(settings: DirectorySettings, clock: Clock | None = None) -> DirectoryService:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(sqlite_url(settings.database_path, driver="pysqlite"), "directory")
+    return DirectoryService(
+        Database(sqlite_url(settings.database_path)),
+        load_or_create_key(settings.key_path),
+        make_hasher(settings.password_profile),
+        clock or SystemClock(),
+        presence_ttl=settings.presence_ttl,
+        open_registration=settings.open_registration,
+    )
+
+
+def directory_router(service: DirectoryService, verifier: RequestVerifier) -> APIRouter:
+    router = APIRouter(prefix="/directory/v1", responses=ERRORS)
+
+    @router.get("/version", response_model=models.VersionInfo)
+    async def version() -> dict[str, Any]:
+        return {
+            "software": f"flamechat-directory/{__version__}",
+            "versions": list(PROTOCOL_VERSIONS),
+            "features": list(FEATURES),
+        }
+
+    @router.get("/key", response_model=models.DirectoryKey)
+    async def key() -> dict[str, str]:
+        return {"public_key": b64encode(service.key.public_key)}
+
+    @router.put("/nodes/{node_id}")
+    async def register_node(node_id: str, body: models.NodeRegistration, request: Request) -> dict[str, Any]:
+        try:
+            public_key = b64decode(body.public_key, size=32, what="public_key")
+        except MalformedError as exc:
+            raise BadNodeSignature(str(exc)) from exc
+        signer = await verifier.verify(request, public_key=public_key)
+        if signer != node_id:
+            raise BadNodeSignature("a node may only register itself")
+        return await service.register_node(node_id, body.url, body.public_key)
+
+    @router.get("/nodes/{node_id}")
+    async def get_node(node_id: str, request: Request) -> dict[str, Any]:
+        await verifier.verify(request)
+        return await service.node_record(node_id)
+
+    @router.put("/nodes/{node_id}/presence", status_code=204)
+    async def presence(node_id: str, body: models.PresenceReport, request: Request) -> None:
+        signer = await verifier.verify(request)
+        if signer != node_id:
+            raise BadNodeSignature("a node may only report its own presence")
+        await service.report_presence(node_id, body.online)
+
+    @router.post("/logins", response_model=models.SignedUser)
+    async def check_login(body: models.LoginCheck, request: Request) -> dict[str, Any]:
+        node_id = await verifier.verify(request)
+        return await service.check_login(node_id, body.username, body.password)
+
+    @router.put("/users/{username}/keys", response_model=models.SignedUser)
+    async def publish_keys(username: str, body: models.PublishKeys, request: Request) -> dict[str, Any]:
+        node_id = await verifier.verify(request)
+        return await service.publish_keys(
+            node_id, username, body.sign_key, body.box_key, body.binding_signature
+        )
+
+    @router.get("/users", response_model=models.SignedUserList)
+    async def users(request: Request) -> dict[str, Any]:
+        await verifier.verify(request)
+        return await service.users()
+
+    @router.get("/users/{username}", response_model=models.SignedUser)
+    async def user(username: str, request: Request) -> dict[str, Any]:
+        await verifier.verify(request)
+        return await service.user(username)
+
+    return router
+
+
+def create_directory_app(settings: DirectorySettings, clock: Clock | None = None) -> FastAPI:
+    clock = clock or SystemClock()
+    service = open_directory(settings, clock)
+    verifier = RequestVerifier(service.node_public_key, clock)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await service.db.close()
+
+    app = FastAPI(
+        title="Flame Chat directory API",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/directory/v1/docs",
+        openapi_url="/directory/v1/openapi.json",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.include_router(directory_router(service, verifier))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(BodySizeLimit, max_bytes=64 * 1024)
+    return app

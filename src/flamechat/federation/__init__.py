@@ -1,0 +1,1 @@
+"""Node-to-node API: the server side (routes) and the client side (aiohttp)."""

@@ -1,0 +1,130 @@
+"""Signed HTTP calls to other nodes and to the directory, over aiohttp.
+
+aiohttp rather than httpx: on this machine a 16-in-flight loop reaches
+14.7k req/s with aiohttp against 0.85k with httpx (DESIGN.md), and this
+client is on the hot path of every delivery.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+from yarl import URL
+
+from flamechat.crypto import NodeKey, sign_request
+from flamechat.services.clock import Clock
+from flamechat.services.ports import TransportError
+
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+
+
+class SignedClient:
+    """One aiohttp session; every request signed with this node's key."""
+
+    def __init__(
+        self, key: NodeKey, clock: Clock, *, timeout: float = 10.0, connect_timeout: float = 3.0
+    ) -> None:
+        self.key = key
+        self.clock = clock
+        self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=256, limit_per_host=32)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def call(
+        self, method: str, url: str, body: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        await self.start()
+        assert self._session is not None
+        data = b"" if body is None else json.dumps(body).encode()
+        parts = urlsplit(url)
+        target = parts.path + ("?" + parts.query if parts.query else "")
+        signed = sign_request(self.key, method, target, data, timestamp=int(self.clock.now()))
+        headers = signed.as_dict()
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        request_timeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
+        try:
+            async with self._session.request(
+                method, URL(url, encoded=True), data=data, headers=headers, timeout=request_timeout
+            ) as response:
+                raw = await response.content.read(MAX_ANSWER_BYTES + 1)
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TransportError(f"{method} {url}: {type(exc).__name__} {exc}", transient=True) from exc
+        if len(raw) > MAX_ANSWER_BYTES:
+            raise TransportError(f"{method} {url}: answer too large", transient=False, status=status)
+        try:
+            answer = json.loads(raw) if raw else {}
+        except ValueError:
+            answer = {}
+        if status >= 400 or not isinstance(answer, dict):
+            error = answer.get("error", {}) if isinstance(answer, dict) else {}
+            code = error.get("code") if isinstance(error, dict) else None
+            message = error.get("message") if isinstance(error, dict) else None
+            raise TransportError(
+                f"{method} {url}: {status} {message or ''}".strip(),
+                transient=status >= 500 or status == 429,
+                status=status,
+                code=code,
+            )
+        return answer
+
+
+class HttpDirectory:
+    """:class:`~flamechat.services.ports.DirectoryPort` over the directory's HTTP API."""
+
+    def __init__(self, client: SignedClient, base_url: str, *, timeout: float = 5.0) -> None:
+        self.client = client
+        self.base = base_url.rstrip("/") + "/directory/v1"
+        self.timeout = timeout
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self.client.call(method, self.base + path, body, timeout=self.timeout)
+
+    async def fetch_key(self) -> dict[str, Any]:
+        return await self._call("GET", "/key")
+
+    async def register_node(self, url: str, public_key: str) -> dict[str, Any]:
+        body = {"url": url, "public_key": public_key}
+        return await self._call("PUT", f"/nodes/{self.client.key.node_id}", body)
+
+    async def get_node(self, node_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/nodes/{quote(node_id, safe='')}")
+
+    async def check_login(self, username: str, password: str) -> dict[str, Any]:
+        return await self._call("POST", "/logins", {"username": username, "password": password})
+
+    async def publish_keys(self, username: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("PUT", f"/users/{quote(username, safe='')}/keys", body)
+
+    async def get_user(self, username: str) -> dict[str, Any]:
+        return await self._call("GET", f"/users/{quote(username, safe='')}")
+
+    async def list_users(self) -> dict[str, Any]:
+        return await self._call("GET", "/users")
+
+    async def report_presence(self, online: list[str]) -> None:
+        await self._call("PUT", f"/nodes/{self.client.key.node_id}/presence", {"online": online})
+
+
+class HttpPeers:
+    """:class:`~flamechat.services.ports.PeerPort` over other nodes' federation API."""
+
+    def __init__(self, client: SignedClient) -> None:
+        self.client = client
+
+    async def deliver(self, node_url: str, envelope: dict[str, Any]) -> dict[str, Any]:
+        url = f"{node_url.rstrip('/')}/federation/v1/envelopes/{quote(str(envelope['id']), safe='')}"
+        return await self.client.call("PUT", url, envelope)

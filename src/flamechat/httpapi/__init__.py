@@ -1,0 +1,1 @@
+"""Pieces shared by the three HTTP surfaces: error shape, limits, signed requests."""

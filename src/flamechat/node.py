@@ -1,0 +1,212 @@
+"""The node's composition root: build every service once and wire them together.
+
+Only this module knows the concrete classes; each service gets the few
+collaborators it needs at construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+
+from flamechat import __version__
+from flamechat.config import NodeSettings
+from flamechat.crypto import KdfParams, NodeKey, b64decode
+from flamechat.federation.client import HttpDirectory, HttpPeers, SignedClient
+from flamechat.federation.routes import federation_router
+from flamechat.httpapi.errors import install_error_handlers
+from flamechat.httpapi.limits import BodySizeLimit
+from flamechat.httpapi.signed import RequestVerifier
+from flamechat.keyfile import load_or_create_key
+from flamechat.protocol import errors
+from flamechat.services.accounts import AccountService
+from flamechat.services.clock import Clock, SystemClock
+from flamechat.services.delivery import DeliveryWorker
+from flamechat.services.directory_view import DirectoryView
+from flamechat.services.events import EventHub
+from flamechat.services.keyring import KeyRing
+from flamechat.services.messaging import MessagingService
+from flamechat.services.passwords import make_hasher
+from flamechat.services.presence import PresenceService
+from flamechat.storage.database import Database, migrate, sqlite_url
+from flamechat.web.api import api_router
+from flamechat.web.pages import CSP, page_router
+from flamechat.web.security import cookie_name
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "web" / "static"
+
+
+@dataclass
+class Node:
+    settings: NodeSettings
+    key: NodeKey
+    db: Database
+    client: SignedClient
+    events: EventHub
+    keyring: KeyRing
+    directory: DirectoryView
+    accounts: AccountService
+    messaging: MessagingService
+    delivery: DeliveryWorker
+    presence: PresenceService
+
+    async def register_until_done(self) -> None:
+        """Register with the directory, retrying while it is unreachable."""
+        delay = 0.5
+        while True:
+            try:
+                await self.directory.register(self.settings.url, self.key.public_key)
+                await self.directory.directory_key()
+                log.info("registered with the directory as %s", self.key.node_id)
+                return
+            except errors.FlameError as exc:
+                log.warning("directory registration failed (%s); retrying", exc.message)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(60)
+            with contextlib.suppress(Exception):
+                await self.accounts.expire_sessions()
+
+
+def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
+    clock = clock or SystemClock()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(sqlite_url(settings.database_path, driver="pysqlite"), "node")
+    key = load_or_create_key(settings.key_path)
+    db = Database(sqlite_url(settings.database_path))
+    client = SignedClient(key, clock)
+    events = EventHub()
+    keyring = KeyRing()
+    port = HttpDirectory(client, settings.directory_url)
+    pinned = None if settings.directory_key is None else b64decode(settings.directory_key, size=32)
+    directory = DirectoryView(db, port, events, clock, pinned_key=pinned)
+    kdf = KdfParams.minimal() if settings.password_profile == "minimal" else KdfParams.interactive()
+    accounts = AccountService(
+        db,
+        directory,
+        keyring,
+        make_hasher(settings.password_profile),
+        clock,
+        node_id=key.node_id,
+        kdf=kdf,
+        session_ttl=settings.session_ttl,
+    )
+    messaging = MessagingService(
+        db, directory, keyring, events, clock, node_id=key.node_id, outbox_ttl=settings.outbox_ttl
+    )
+    delivery = DeliveryWorker(
+        db,
+        directory,
+        HttpPeers(client),
+        messaging,
+        clock,
+        node_id=key.node_id,
+        base_delay=settings.retry_base,
+        max_delay=settings.retry_max,
+    )
+    messaging.on_queued(delivery.wake)
+
+    async def open_held(username: str) -> None:
+        await messaging.open_held(username)
+
+    accounts.on_unlock(open_held)
+    presence = PresenceService(events, directory, port, interval=settings.presence_interval)
+    return Node(
+        settings, key, db, client, events, keyring, directory, accounts, messaging, delivery, presence
+    )
+
+
+def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastAPI:
+    clock = clock or SystemClock()
+    node = build_node(settings, clock)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await node.client.start()
+        tasks = [
+            asyncio.create_task(node.register_until_done()),
+            asyncio.create_task(node.delivery.run()),
+            asyncio.create_task(node.presence.run()),
+            asyncio.create_task(node.housekeeping()),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await node.client.close()
+            await node.db.close()
+
+    app = FastAPI(
+        title="Flame Chat node API",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/v1/docs",
+        openapi_url="/api/v1/openapi.json",
+        redoc_url=None,
+        description=(
+            "Local API (/api/v1, session cookie + CSRF) and federation API (/federation/v1, node signatures)."
+        ),
+    )
+    app.state.node = node  # for tests and tooling only; routes get their services below
+    install_error_handlers(app)
+    cookie = cookie_name(node.key.node_id)
+    app.include_router(
+        api_router(
+            accounts=node.accounts,
+            directory=node.directory,
+            messaging=node.messaging,
+            events=node.events,
+            node_id=node.key.node_id,
+            cookie=cookie,
+            session_ttl=int(settings.session_ttl),
+        )
+    )
+
+    async def node_key(node_id: str) -> bytes | None:
+        known = await node.directory.node(node_id)
+        return None if known is None else known.public_key
+
+    app.include_router(federation_router(node.messaging, RequestVerifier(node_key, clock)))
+    app.include_router(
+        page_router(
+            accounts=node.accounts,
+            directory=node.directory,
+            events=node.events,
+            node_id=node.key.node_id,
+            cookie=cookie,
+            node_url=settings.url,
+        )
+    )
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "node_id": node.key.node_id}
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: object) -> Response:
+        response: Response = await call_next(request)  # type: ignore[operator]
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if response.headers.get("content-type", "").startswith("text/html"):
+            response.headers.setdefault("Content-Security-Policy", CSP)
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    return app

@@ -1,0 +1,1 @@
+"""Wire protocol: models, versions, error codes. Pure: no I/O, no framework."""

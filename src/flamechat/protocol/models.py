@@ -1,0 +1,169 @@
+"""Wire models of the three APIs (pydantic, so the OpenAPI documents follow)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flamechat.protocol.ids import NODE_ID_PATTERN, USERNAME_PATTERN
+
+Username = Annotated[str, Field(pattern=USERNAME_PATTERN, examples=["alice"])]
+NodeId = Annotated[str, Field(pattern=NODE_ID_PATTERN)]
+B64Key = Annotated[str, Field(min_length=44, max_length=44, description="32 bytes, base64")]
+B64Sig = Annotated[str, Field(min_length=88, max_length=88, description="64 bytes, base64")]
+EnvelopeId = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        description="UUID (v7 preferred), lower case",
+    ),
+]
+Password = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class VersionInfo(BaseModel):
+    software: str
+    versions: list[str]
+    features: list[str]
+
+
+# --- envelopes (federation) -------------------------------------------------
+
+
+class EnvelopeWire(Strict):
+    v: Literal[1]
+    id: EnvelopeId
+    sender: Username
+    recipient: Username
+    sent_at: int = Field(ge=0, le=2**53)
+    ciphertext: str = Field(max_length=200_000, description="sealed box, base64")
+    signature: B64Sig
+
+
+class EnvelopeAccepted(BaseModel):
+    id: str
+    status: Literal["stored", "duplicate"]
+
+
+# --- directory ----------------------------------------------------------------
+
+
+class NodeRegistration(Strict):
+    url: str = Field(min_length=8, max_length=2048, pattern=r"^https?://")
+    public_key: B64Key
+
+
+class NodeRecord(BaseModel):
+    node_id: str
+    url: str
+    public_key: str
+
+
+class LoginCheck(Strict):
+    username: Username
+    password: Password
+
+
+class PublishKeys(Strict):
+    sign_key: B64Key
+    box_key: B64Key
+    binding_signature: B64Sig = Field(
+        description="the user's Ed25519 signature over {username, sign_key, box_key}"
+    )
+
+
+class PresenceReport(Strict):
+    online: list[Username] = Field(max_length=10_000)
+
+
+class UserRecord(BaseModel):
+    username: str
+    display_name: str
+    home_node: str | None
+    node_url: str | None
+    sign_key: str | None
+    box_key: str | None
+    binding_signature: str | None
+    online: bool
+
+
+class SignedUser(BaseModel):
+    user: UserRecord
+    issued_at: int
+    signature: str
+
+
+class SignedUserList(BaseModel):
+    users: list[UserRecord]
+    issued_at: int
+    signature: str
+
+
+class DirectoryKey(BaseModel):
+    public_key: str
+
+
+# --- local API ------------------------------------------------------------------
+
+
+class LoginRequest(Strict):
+    username: Username
+    password: Password
+
+
+class SessionInfo(BaseModel):
+    username: str
+    csrf_token: str
+    directory: Literal["online", "offline"]
+
+
+class SendMessage(Strict):
+    id: EnvelopeId | None = None
+    body: str = Field(min_length=1, description="text; at most 64 KiB of UTF-8")
+
+
+class MessageView(BaseModel):
+    id: str
+    seq: int
+    conversation: str
+    sender: str
+    recipient: str
+    body: str
+    sent_at: int
+    state: Literal["pending", "sent", "delivered", "read", "failed"]
+    direction: Literal["in", "out"]
+    error: str | None = None
+
+
+class MessagePage(BaseModel):
+    messages: list[MessageView]
+    next_cursor: str | None
+
+
+class UserView(BaseModel):
+    username: str
+    display_name: str
+    online: bool
+    node_url: str | None
+    local: bool
+
+
+class UserList(BaseModel):
+    users: list[UserView]
+    source: Literal["directory", "cache"]
+    fetched_at: int | None

@@ -1,0 +1,21 @@
+"""Protocol versions and optional features, and how two peers agree on one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+# Newest first. A node speaks every version listed here.
+PROTOCOL_VERSIONS: tuple[str, ...] = ("1",)
+FEATURES: tuple[str, ...] = ("envelopes",)
+
+
+class NoCommonVersion(Exception):
+    pass
+
+
+def negotiate(ours: Iterable[str], theirs: Iterable[str]) -> str:
+    """The newest version both sides speak (versions are decimal integers)."""
+    common = {v for v in ours if v.isdigit()} & {v for v in theirs if v.isdigit()}
+    if not common:
+        raise NoCommonVersion("no protocol version in common")
+    return max(common, key=int)

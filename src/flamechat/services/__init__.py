@@ -1,0 +1,1 @@
+"""Use cases, one module per concern. Collaborators are passed in at construction."""

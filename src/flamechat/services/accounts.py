@@ -1,0 +1,225 @@
+"""Logging in on a node: hybrid authentication, the key vault, sessions.
+
+* The directory checks the password when it can; the node then keeps its own
+  Argon2id verifier so the user can log in later while the directory is down.
+* A node refuses a password its cached verifier does not accept, even if the
+  directory accepts it: the directory must not be able to log in as a user on
+  a node that knows them (docs/threat-model.md).
+* The user's private keys are stored wrapped under a password-derived key and,
+  per session, under a key derived from the session token that only the
+  user's cookie holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+
+from flamechat.crypto import (
+    KdfParams,
+    UserKeys,
+    b64encode,
+    session_key_from_token,
+    session_lookup_id,
+    sign_document,
+    unwrap_with_key,
+    unwrap_with_password,
+    wrap_with_key,
+    wrap_with_password,
+)
+from flamechat.crypto.errors import CryptoError
+from flamechat.protocol import errors
+from flamechat.services.clock import Clock, ms
+from flamechat.services.directory import KEY_BINDING_PURPOSE, key_binding
+from flamechat.services.directory_view import DirectoryView
+from flamechat.services.keyring import KeyRing
+from flamechat.services.passwords import verify_password
+from flamechat.storage import node_accounts
+from flamechat.storage.database import Database
+from flamechat.storage.records import LocalAccount, SessionRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Session:
+    username: str
+    csrf_token: str
+    lookup_id: str
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    token: str
+    session: Session
+    directory_online: bool
+
+
+class AccountService:
+    def __init__(
+        self,
+        db: Database,
+        directory: DirectoryView,
+        keyring: KeyRing,
+        hasher: PasswordHasher,
+        clock: Clock,
+        *,
+        node_id: str,
+        kdf: KdfParams,
+        session_ttl: float = 12 * 3600,
+    ) -> None:
+        self.db = db
+        self.directory = directory
+        self.keyring = keyring
+        self.hasher = hasher
+        self.clock = clock
+        self.node_id = node_id
+        self.kdf = kdf
+        self.session_ttl = session_ttl
+        self._on_unlock: list[Callable[[str], Awaitable[None]]] = []
+
+    def on_unlock(self, callback: Callable[[str], Awaitable[None]]) -> None:
+        """Run ``callback(username)`` after a user's keys are unlocked at login."""
+        self._on_unlock.append(callback)
+
+    async def login(self, username: str, password: str) -> LoginResult:
+        async with self.db.read() as conn:
+            account = await node_accounts.get_account(conn, username)
+        try:
+            record = await self.directory.check_login(username, password)
+            directory_online = True
+        except errors.DirectoryUnavailable:
+            if account is None:
+                raise
+            directory_online = False
+            record = None
+        local_ok = account is not None and await asyncio.to_thread(
+            verify_password, self.hasher, account.verifier, password
+        )
+        if account is not None and not local_ok:
+            if directory_online:
+                raise errors.LocalCredentialsMismatch(
+                    "this node knows a different password for you; the node operator "
+                    "must run `flame node-admin forget-user` after a password reset"
+                )
+            raise errors.InvalidCredentials("wrong username or password")
+
+        if account is None:
+            keys = UserKeys.generate()
+            account = await asyncio.to_thread(self._new_account, username, password, keys)
+            async with self.db.write() as conn:
+                await node_accounts.put_account(conn, account, ms(self.clock))
+        else:
+            try:
+                secret = await asyncio.to_thread(unwrap_with_password, account.wrapped_keys, password)
+                keys = UserKeys.from_bytes(secret)
+            except CryptoError as exc:
+                raise errors.LocalCredentialsMismatch("stored keys do not open with this password") from exc
+
+        if record is not None and (record.sign_key != account.sign_key or record.box_key != account.box_key):
+            await self.publish_keys(username, keys)
+
+        token = secrets.token_bytes(32)
+        session = Session(username, secrets.token_urlsafe(24), session_lookup_id(token))
+        async with self.db.write() as conn:
+            await node_accounts.add_session(
+                conn,
+                SessionRecord(
+                    lookup_id=session.lookup_id,
+                    username=username,
+                    csrf_token=session.csrf_token,
+                    wrapped_keys=wrap_with_key(keys.to_bytes(), session_key_from_token(token)),
+                    expires_at=ms(self.clock) + int(self.session_ttl * 1000),
+                ),
+                ms(self.clock),
+            )
+        self.keyring.unlock(username, keys)
+        for callback in self._on_unlock:
+            await callback(username)
+        return LoginResult(_encode_token(token), session, directory_online)
+
+    def _new_account(self, username: str, password: str, keys: UserKeys) -> LocalAccount:
+        public = keys.public
+        return LocalAccount(
+            username=username,
+            verifier=self.hasher.hash(password),
+            wrapped_keys=wrap_with_password(keys.to_bytes(), password, self.kdf),
+            sign_key=public.sign,
+            box_key=public.box,
+            keys_published=False,
+        )
+
+    async def publish_keys(self, username: str, keys: UserKeys) -> bool:
+        """Publish the user's public keys with a self-signed binding. False if unreachable."""
+        sign_key, box_key = b64encode(keys.public.sign), b64encode(keys.public.box)
+        binding = sign_document(keys, KEY_BINDING_PURPOSE, key_binding(username, sign_key, box_key))
+        body = {"sign_key": sign_key, "box_key": box_key, "binding_signature": b64encode(binding)}
+        try:
+            await self.directory.publish_keys(username, body)
+        except errors.DirectoryUnavailable:
+            log.warning("could not publish keys of %s yet", username)
+            return False
+        async with self.db.write() as conn:
+            await node_accounts.set_published(conn, username, True)
+        return True
+
+    async def authenticate(self, token: str | None) -> Session:
+        raw = _decode_token(token)
+        lookup_id = session_lookup_id(raw)
+        async with self.db.read() as conn:
+            record = await node_accounts.get_session(conn, lookup_id, ms(self.clock))
+        if record is None:
+            raise errors.NotAuthenticated("log in first")
+        if self.keyring.get(record.username) is None:
+            try:
+                secret = unwrap_with_key(record.wrapped_keys, session_key_from_token(raw))
+            except CryptoError as exc:
+                raise errors.NotAuthenticated("session keys do not open; log in again") from exc
+            self.keyring.unlock(record.username, UserKeys.from_bytes(secret))
+        return Session(record.username, record.csrf_token, record.lookup_id)
+
+    async def logout(self, session: Session) -> None:
+        async with self.db.write() as conn:
+            await node_accounts.delete_session(conn, session.lookup_id)
+            remaining = await node_accounts.count_sessions(conn, session.username, ms(self.clock))
+        if remaining == 0:
+            self.keyring.lock(session.username)
+
+    async def expire_sessions(self) -> None:
+        """Drop expired sessions and lock the keys of users left without one."""
+        now = ms(self.clock)
+        async with self.db.write() as conn:
+            await node_accounts.delete_expired_sessions(conn, now)
+            for username in self.keyring.unlocked():
+                if await node_accounts.count_sessions(conn, username, now) == 0:
+                    self.keyring.lock(username)
+
+    async def forget_user(self, username: str) -> None:
+        """Operator action after a password reset: drop the cached verifier and keys."""
+        async with self.db.write() as conn:
+            await node_accounts.delete_account(conn, username)
+        self.keyring.lock(username)
+
+    async def hosted(self) -> set[str]:
+        async with self.db.read() as conn:
+            return await node_accounts.hosted_usernames(conn)
+
+
+def _encode_token(token: bytes) -> str:
+    return base64.urlsafe_b64encode(token).decode("ascii").rstrip("=")
+
+
+def _decode_token(token: str | None) -> bytes:
+    if not token or len(token) != 43:
+        raise errors.NotAuthenticated("log in first")
+    try:
+        return base64.urlsafe_b64decode(token + "=")
+    except (binascii.Error, ValueError) as exc:
+        raise errors.NotAuthenticated("log in first") from exc

@@ -1,0 +1,231 @@
+"""The directory's rules: accounts, nodes, published keys, presence.
+
+Every answer about users is signed with the directory's key so nodes can
+cache it and trust the cache later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from argon2 import PasswordHasher
+
+from flamechat.crypto import (
+    NodeKey,
+    SignatureError,
+    b64decode,
+    b64encode,
+    node_id_from_public_key,
+    sign_document,
+    verify_document,
+)
+from flamechat.crypto.errors import MalformedError
+from flamechat.protocol import errors
+from flamechat.protocol.ids import is_username
+from flamechat.services.clock import Clock, ms
+from flamechat.services.passwords import verify_password
+from flamechat.storage import directory_store as store
+from flamechat.storage.database import Database
+from flamechat.storage.records import DirectoryAccount, DirectoryNode
+
+USER_PURPOSE = "directory-user"
+USERS_PURPOSE = "directory-users"
+NODE_PURPOSE = "directory-node"
+KEY_BINDING_PURPOSE = "user-key-binding"
+MIN_PASSWORD_LENGTH = 8
+
+
+def key_binding(username: str, sign_key: str, box_key: str) -> dict[str, str]:
+    """The document a user signs to bind their box key to their signing key."""
+    return {"username": username, "sign_key": sign_key, "box_key": box_key}
+
+
+class DirectoryService:
+    def __init__(
+        self,
+        db: Database,
+        key: NodeKey,
+        hasher: PasswordHasher,
+        clock: Clock,
+        *,
+        presence_ttl: float = 30.0,
+        open_registration: bool = True,
+    ) -> None:
+        self.db = db
+        self.key = key
+        self.hasher = hasher
+        self.clock = clock
+        self.presence_ttl = presence_ttl
+        self.open_registration = open_registration
+        self._dummy_hash = hasher.hash("not a real password")
+
+    # --- administration (CLI) ------------------------------------------------------
+
+    async def create_user(self, username: str, password: str, *, display_name: str | None = None) -> None:
+        if not is_username(username):
+            raise errors.InvalidRequest(
+                "username: 2-32 of a-z 0-9 . _ -, starting with a letter", field="username"
+            )
+        _check_password(password)
+        async with self.db.write() as conn:
+            if await store.get_account(conn, username) is not None:
+                raise errors.Conflict(f"user {username!r} already exists", field="username")
+            await store.create_account(
+                conn,
+                username=username,
+                display_name=display_name or username.capitalize(),
+                password_hash=self.hasher.hash(password),
+                home_node=None,
+                now=ms(self.clock),
+            )
+
+    async def reset_password(self, username: str, password: str) -> None:
+        _check_password(password)
+        async with self.db.write() as conn:
+            if await store.get_account(conn, username) is None:
+                raise errors.UnknownUser(f"no user {username!r}")
+            await store.update_account(
+                conn, username, ms(self.clock), password_hash=self.hasher.hash(password)
+            )
+
+    async def accounts(self) -> list[DirectoryAccount]:
+        async with self.db.read() as conn:
+            return await store.list_accounts(conn)
+
+    # --- nodes -------------------------------------------------------------------------
+
+    async def register_node(self, node_id: str, url: str, public_key_b64: str) -> dict[str, Any]:
+        try:
+            public_key = b64decode(public_key_b64, size=32, what="public_key")
+        except MalformedError as exc:
+            raise errors.InvalidRequest(str(exc), field="public_key") from exc
+        if node_id_from_public_key(public_key) != node_id:
+            raise errors.Forbidden("node id is not derived from this public key")
+        async with self.db.write() as conn:
+            existing = await store.get_node(conn, node_id)
+            if existing is None and not self.open_registration:
+                raise errors.Forbidden("node registration is closed on this directory")
+            await store.put_node(conn, DirectoryNode(node_id, url.rstrip("/"), public_key), ms(self.clock))
+        return await self.node_record(node_id)
+
+    async def node_public_key(self, node_id: str) -> bytes | None:
+        async with self.db.read() as conn:
+            node = await store.get_node(conn, node_id)
+        return None if node is None else node.public_key
+
+    async def node_record(self, node_id: str) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            node = await store.get_node(conn, node_id)
+        if node is None:
+            raise errors.NotFound(f"no node {node_id!r}")
+        doc = {"node_id": node.node_id, "url": node.url, "public_key": b64encode(node.public_key)}
+        signed = {"node": doc, "issued_at": ms(self.clock)}
+        return {**signed, "signature": b64encode(sign_document(self.key, NODE_PURPOSE, signed))}
+
+    # --- users -----------------------------------------------------------------------
+
+    async def check_login(self, node_id: str, username: str, password: str) -> dict[str, Any]:
+        """A node asks whether ``password`` is right; the first node asking becomes home."""
+        async with self.db.read() as conn:
+            account = await store.get_account(conn, username)
+        if account is None or account.disabled:
+            verify_password(self.hasher, self._dummy_hash, password)  # same cost either way
+            raise errors.InvalidCredentials("wrong username or password")
+        if not verify_password(self.hasher, account.password_hash, password):
+            raise errors.InvalidCredentials("wrong username or password")
+        if account.home_node is None:
+            async with self.db.write() as conn:
+                await store.update_account(conn, username, ms(self.clock), home_node=node_id)
+        elif account.home_node != node_id:
+            async with self.db.read() as conn:
+                home = await store.get_node(conn, account.home_node)
+            raise errors.WrongHomeNode(
+                f"{username} lives on another node; log in there",
+                home_url=None if home is None else home.url,
+            )
+        return await self.user(username)
+
+    async def publish_keys(
+        self, node_id: str, username: str, sign_key: str, box_key: str, binding_signature: str
+    ) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            account = await store.get_account(conn, username)
+        if account is None:
+            raise errors.UnknownUser(f"no user {username!r}")
+        if account.home_node != node_id:
+            raise errors.Forbidden("only the user's home node may publish their keys")
+        try:
+            sign_raw = b64decode(sign_key, size=32, what="sign_key")
+            box_raw = b64decode(box_key, size=32, what="box_key")
+            sig_raw = b64decode(binding_signature, size=64, what="binding_signature")
+            verify_document(sign_raw, KEY_BINDING_PURPOSE, key_binding(username, sign_key, box_key), sig_raw)
+        except MalformedError as exc:
+            raise errors.InvalidRequest(str(exc)) from exc
+        except SignatureError as exc:
+            raise errors.Forbidden("key binding signature does not verify") from exc
+        async with self.db.write() as conn:
+            await store.update_account(
+                conn,
+                username,
+                ms(self.clock),
+                sign_key=sign_raw,
+                box_key=box_raw,
+                binding_signature=sig_raw,
+            )
+        return await self.user(username)
+
+    async def user(self, username: str) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            account = await store.get_account(conn, username)
+            if account is None or account.disabled:
+                raise errors.UnknownUser(f"no user {username!r}")
+            nodes = {n.node_id: n for n in await store.list_nodes(conn)}
+            online = await store.online_users(conn, self._presence_since())
+        signed = {"user": _record(account, nodes, online), "issued_at": ms(self.clock)}
+        return {**signed, "signature": b64encode(sign_document(self.key, USER_PURPOSE, signed))}
+
+    async def users(self) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            accounts = await store.list_accounts(conn)
+            nodes = {n.node_id: n for n in await store.list_nodes(conn)}
+            online = await store.online_users(conn, self._presence_since())
+        records = [_record(a, nodes, online) for a in accounts if not a.disabled]
+        signed = {"users": records, "issued_at": ms(self.clock)}
+        return {**signed, "signature": b64encode(sign_document(self.key, USERS_PURPOSE, signed))}
+
+    # --- presence --------------------------------------------------------------------
+
+    async def report_presence(self, node_id: str, online: list[str]) -> None:
+        async with self.db.write() as conn:
+            accounts = {a.username: a for a in await store.list_accounts(conn)}
+            hosted = [u for u in online if u in accounts and accounts[u].home_node == node_id]
+            await store.replace_presence(conn, node_id, hosted, ms(self.clock))
+            node = await store.get_node(conn, node_id)
+            if node is not None:
+                await store.put_node(conn, node, ms(self.clock))
+
+    def _presence_since(self) -> int:
+        return ms(self.clock) - int(self.presence_ttl * 1000)
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise errors.InvalidRequest(
+            f"password must be at least {MIN_PASSWORD_LENGTH} characters", field="password"
+        )
+
+
+def _record(account: DirectoryAccount, nodes: dict[str, DirectoryNode], online: set[str]) -> dict[str, Any]:
+    node = nodes.get(account.home_node or "")
+    return {
+        "username": account.username,
+        "display_name": account.display_name,
+        "home_node": account.home_node,
+        "node_url": None if node is None else node.url,
+        "sign_key": None if account.sign_key is None else b64encode(account.sign_key),
+        "box_key": None if account.box_key is None else b64encode(account.box_key),
+        "binding_signature": (
+            None if account.binding_signature is None else b64encode(account.binding_signature)
+        ),
+        "online": account.username in online,
+    }

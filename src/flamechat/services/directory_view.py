@@ -1,0 +1,204 @@
+"""A node's view of the directory: live and verified when reachable, cached when not.
+
+Every answer is checked against the directory's pinned key before it is
+trusted or cached, so the cache is as trustworthy as a live answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from flamechat.crypto import SignatureError, b64decode, b64encode, verify_document
+from flamechat.crypto.errors import MalformedError
+from flamechat.protocol import errors
+from flamechat.services.clock import Clock, ms
+from flamechat.services.directory import NODE_PURPOSE, USER_PURPOSE, USERS_PURPOSE
+from flamechat.services.events import EventHub
+from flamechat.services.ports import DirectoryPort, TransportError
+from flamechat.storage import node_cache
+from flamechat.storage.database import Database
+from flamechat.storage.records import KnownNode, KnownUser
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DIRECTORY_KEY_FACT = "directory_public_key"
+
+_CODES: dict[str, type[errors.FlameError]] = {
+    "invalid_credentials": errors.InvalidCredentials,
+    "wrong_home_node": errors.WrongHomeNode,
+    "unknown_user": errors.UnknownUser,
+    "forbidden": errors.Forbidden,
+    "invalid_request": errors.InvalidRequest,
+}
+
+
+class DirectoryView:
+    def __init__(
+        self,
+        db: Database,
+        port: DirectoryPort,
+        events: EventHub,
+        clock: Clock,
+        *,
+        pinned_key: bytes | None = None,
+    ) -> None:
+        self.db = db
+        self.port = port
+        self.events = events
+        self.clock = clock
+        self._key = pinned_key
+        self.reachable: bool | None = None
+        self.last_list_at: int | None = None
+
+    # --- reachability and the directory key ---------------------------------------
+
+    def _set_reachable(self, reachable: bool) -> None:
+        if reachable != self.reachable:
+            self.reachable = reachable
+            log.info("directory is %s", "reachable" if reachable else "unreachable")
+            self.events.broadcast({"type": "directory", "status": "online" if reachable else "offline"})
+
+    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run a directory call; track reachability; map refusals to our errors."""
+        try:
+            result = await call()
+        except TransportError as exc:
+            if exc.transient:
+                self._set_reachable(False)
+                raise errors.DirectoryUnavailable(f"directory unreachable: {exc}") from exc
+            self._set_reachable(True)
+            raise _CODES.get(exc.code or "", errors.ServiceUnavailable)(str(exc)) from exc
+        self._set_reachable(True)
+        return result
+
+    async def directory_key(self) -> bytes:
+        """The pinned key: configured, remembered, or learned on first contact (TOFU)."""
+        if self._key is not None:
+            return self._key
+        async with self.db.read() as conn:
+            stored = await node_cache.get_fact(conn, DIRECTORY_KEY_FACT)
+        if stored is None:
+            answer = await self._call(self.port.fetch_key)
+            stored = str(answer["public_key"])
+            async with self.db.write() as conn:
+                await node_cache.set_fact(conn, DIRECTORY_KEY_FACT, stored)
+        self._key = b64decode(stored, size=32, what="directory key")
+        return self._key
+
+    async def _verified(self, purpose: str, answer: dict[str, Any]) -> dict[str, Any]:
+        key = await self.directory_key()
+        doc = {k: v for k, v in answer.items() if k != "signature"}
+        try:
+            verify_document(key, purpose, doc, b64decode(answer.get("signature", ""), size=64))
+        except (SignatureError, MalformedError) as exc:
+            raise errors.ServiceUnavailable("directory answer failed its signature check") from exc
+        return doc
+
+    # --- nodes -----------------------------------------------------------------------
+
+    async def register(self, url: str, public_key: bytes) -> None:
+        await self._call(lambda: self.port.register_node(url, b64encode(public_key)))
+
+    async def node(self, node_id: str) -> KnownNode | None:
+        """A node's URL and key, from cache or a signed directory answer."""
+        async with self.db.read() as conn:
+            cached = await node_cache.get_node(conn, node_id)
+        if cached is not None:
+            return cached
+        try:
+            answer = await self._verified(NODE_PURPOSE, await self._call(lambda: self.port.get_node(node_id)))
+        except (errors.DirectoryUnavailable, errors.NotFound, errors.ServiceUnavailable):
+            return None
+        record = answer["node"]
+        node = KnownNode(record["node_id"], record["url"], b64decode(record["public_key"], size=32))
+        if node.node_id != node_id:
+            return None
+        async with self.db.write() as conn:
+            await node_cache.put_node(conn, node, ms(self.clock))
+        return node
+
+    # --- users -------------------------------------------------------------------------
+
+    def _known(self, record: dict[str, Any], fetched_at: int) -> KnownUser:
+        def key(name: str) -> bytes | None:
+            value = record.get(name)
+            return None if value is None else b64decode(value, size=32, what=name)
+
+        return KnownUser(
+            username=record["username"],
+            display_name=record["display_name"],
+            home_node=record.get("home_node"),
+            node_url=record.get("node_url"),
+            sign_key=key("sign_key"),
+            box_key=key("box_key"),
+            online=bool(record.get("online")),
+            fetched_at=fetched_at,
+        )
+
+    async def check_login(self, username: str, password: str) -> KnownUser:
+        answer = await self._call(lambda: self.port.check_login(username, password))
+        doc = await self._verified(USER_PURPOSE, answer)
+        user = self._known(doc["user"], ms(self.clock))
+        await self._cache([user])
+        return user
+
+    async def publish_keys(self, username: str, body: dict[str, Any]) -> KnownUser:
+        doc = await self._verified(
+            USER_PURPOSE, await self._call(lambda: self.port.publish_keys(username, body))
+        )
+        user = self._known(doc["user"], ms(self.clock))
+        await self._cache([user])
+        return user
+
+    async def resolve(self, username: str, *, fresh: bool = True) -> KnownUser:
+        """A user's record: the directory's if reachable, else the cached one."""
+        if fresh:
+            try:
+                answer = await self._call(lambda: self.port.get_user(username))
+                user = self._known((await self._verified(USER_PURPOSE, answer))["user"], ms(self.clock))
+            except errors.DirectoryUnavailable:
+                pass
+            else:
+                await self._cache([user])
+                return user
+        async with self.db.read() as conn:
+            cached = await node_cache.get_user(conn, username)
+        if cached is None:
+            if self.reachable is False:
+                raise errors.DirectoryUnavailable(
+                    f"the directory is unreachable and {username!r} is not in this node's cache"
+                )
+            raise errors.UnknownUser(f"no user {username!r}")
+        return cached
+
+    async def refresh(self) -> list[KnownUser]:
+        """Fetch the whole user list; announce presence changes to local tabs."""
+        doc = await self._verified(USERS_PURPOSE, await self._call(self.port.list_users))
+        now = ms(self.clock)
+        users = [self._known(record, now) for record in doc["users"]]
+        await self._cache(users)
+        self.last_list_at = now
+        return users
+
+    async def cached_users(self) -> list[KnownUser]:
+        async with self.db.read() as conn:
+            return await node_cache.list_users(conn)
+
+    async def set_online(self, username: str, online: bool) -> None:
+        """Record presence learned some other way (a local tab, a peer node)."""
+        async with self.db.read() as conn:
+            user = await node_cache.get_user(conn, username)
+        if user is not None and user.online != online:
+            await self._cache([KnownUser(**{**user.__dict__, "online": online})])
+
+    async def _cache(self, users: list[KnownUser]) -> None:
+        async with self.db.read() as conn:
+            before = {u.username: u.online for u in await node_cache.list_users(conn)}
+        async with self.db.write() as conn:
+            await node_cache.put_users(conn, users)
+        for user in users:
+            if before.get(user.username, False) != user.online:
+                self.events.broadcast({"type": "presence", "username": user.username, "online": user.online})

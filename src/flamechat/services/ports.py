@@ -1,0 +1,50 @@
+"""What node services need from the outside world, as small protocols.
+
+The federation package implements them over HTTP; tests hand in fakes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class TransportError(Exception):
+    """A call to another server failed.
+
+    ``transient`` errors (unreachable, timeout, 5xx, 429) are worth retrying;
+    others (4xx) mean the request itself was refused.
+    """
+
+    def __init__(
+        self, message: str, *, transient: bool, status: int | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.status = status
+        self.code = code
+
+
+class DirectoryPort(Protocol):
+    """The directory API as a node sees it. Answers are raw signed JSON."""
+
+    async def fetch_key(self) -> dict[str, Any]: ...
+
+    async def register_node(self, url: str, public_key: str) -> dict[str, Any]: ...
+
+    async def get_node(self, node_id: str) -> dict[str, Any]: ...
+
+    async def check_login(self, username: str, password: str) -> dict[str, Any]: ...
+
+    async def publish_keys(self, username: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def get_user(self, username: str) -> dict[str, Any]: ...
+
+    async def list_users(self) -> dict[str, Any]: ...
+
+    async def report_presence(self, online: list[str]) -> None: ...
+
+
+class PeerPort(Protocol):
+    """Other nodes' federation API."""
+
+    async def deliver(self, node_url: str, envelope: dict[str, Any]) -> dict[str, Any]: ...

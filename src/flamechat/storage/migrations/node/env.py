@@ -1,0 +1,3 @@
+from flamechat.storage.migrations.env_common import run
+
+run()

@@ -1,0 +1,214 @@
+"""Conversation history, the outbox of sealed envelopes, and the locked inbox."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flamechat.storage.node_schema import inbox, messages, outbox
+from flamechat.storage.records import InboxItem, MessageRecord, OutboxItem
+
+
+def _message(row: object) -> MessageRecord:
+    r = row._mapping  # type: ignore[attr-defined]
+    return MessageRecord(
+        seq=r["seq"],
+        owner=r["owner"],
+        peer=r["peer"],
+        id=r["id"],
+        direction=r["direction"],
+        sender=r["sender"],
+        recipient=r["recipient"],
+        body=r["body"],
+        sent_at=r["sent_at"],
+        state=r["state"],
+        error=r["error"],
+    )
+
+
+async def find_message(conn: AsyncConnection, owner: str, message_id: str) -> MessageRecord | None:
+    row = (
+        await conn.execute(select(messages).where(messages.c.owner == owner, messages.c.id == message_id))
+    ).first()
+    return None if row is None else _message(row)
+
+
+async def add_message(
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    peer: str,
+    message_id: str,
+    direction: str,
+    sender: str,
+    recipient: str,
+    body: str,
+    sent_at: int,
+    state: str,
+    now: int,
+) -> MessageRecord | None:
+    """Insert a message; ``None`` if (owner, id) is already stored (idempotent)."""
+    if await find_message(conn, owner, message_id) is not None:
+        return None
+    await conn.execute(
+        insert(messages).values(
+            owner=owner,
+            peer=peer,
+            id=message_id,
+            direction=direction,
+            sender=sender,
+            recipient=recipient,
+            body=body,
+            sent_at=sent_at,
+            stored_at=now,
+            state=state,
+        )
+    )
+    return await find_message(conn, owner, message_id)
+
+
+async def set_state(
+    conn: AsyncConnection, owner: str, message_id: str, state: str, error: str | None = None
+) -> MessageRecord | None:
+    await conn.execute(
+        update(messages)
+        .where(messages.c.owner == owner, messages.c.id == message_id)
+        .values(state=state, error=error)
+    )
+    return await find_message(conn, owner, message_id)
+
+
+async def page(
+    conn: AsyncConnection, owner: str, peer: str, *, before: int | None, limit: int
+) -> list[MessageRecord]:
+    """Newest ``limit`` messages older than ``before`` (a seq), oldest first."""
+    query = select(messages).where(messages.c.owner == owner, messages.c.peer == peer)
+    if before is not None:
+        query = query.where(messages.c.seq < before)
+    rows = await conn.execute(query.order_by(messages.c.seq.desc()).limit(limit))
+    return [_message(r) for r in reversed(rows.all())]
+
+
+# --- outbox -----------------------------------------------------------------------
+
+
+async def enqueue(
+    conn: AsyncConnection,
+    *,
+    envelope_id: str,
+    sender: str,
+    recipient: str,
+    payload: str,
+    now: int,
+    expires_at: int,
+) -> None:
+    try:
+        async with conn.begin_nested():
+            await conn.execute(
+                insert(outbox).values(
+                    envelope_id=envelope_id,
+                    sender=sender,
+                    recipient=recipient,
+                    payload=payload,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+    except IntegrityError:
+        pass  # already queued: retries never duplicate
+
+
+def _outbox(row: object) -> OutboxItem:
+    r = row._mapping  # type: ignore[attr-defined]
+    return OutboxItem(
+        seq=r["seq"],
+        envelope_id=r["envelope_id"],
+        sender=r["sender"],
+        recipient=r["recipient"],
+        payload=r["payload"],
+        attempts=r["attempts"],
+        next_attempt_at=r["next_attempt_at"],
+        expires_at=r["expires_at"],
+    )
+
+
+async def due(conn: AsyncConnection, now: int, limit: int) -> list[OutboxItem]:
+    rows = await conn.execute(
+        select(outbox).where(outbox.c.next_attempt_at <= now).order_by(outbox.c.seq).limit(limit)
+    )
+    return [_outbox(r) for r in rows.all()]
+
+
+async def due_heads(conn: AsyncConnection, now: int, limit: int) -> list[OutboxItem]:
+    """The oldest queued envelope of each (sender, recipient) pair, if it is due."""
+    heads = select(func.min(outbox.c.seq)).group_by(outbox.c.sender, outbox.c.recipient).scalar_subquery()
+    rows = await conn.execute(
+        select(outbox)
+        .where(outbox.c.seq.in_(heads), outbox.c.next_attempt_at <= now)
+        .order_by(outbox.c.seq)
+        .limit(limit)
+    )
+    return [_outbox(r) for r in rows.all()]
+
+
+async def next_due_at(conn: AsyncConnection) -> int | None:
+    value = (await conn.execute(select(func.min(outbox.c.next_attempt_at)))).scalar()
+    return None if value is None else int(value)
+
+
+async def reschedule(
+    conn: AsyncConnection, seq: int, *, attempts: int, next_attempt_at: int, error: str
+) -> None:
+    await conn.execute(
+        update(outbox)
+        .where(outbox.c.seq == seq)
+        .values(attempts=attempts, next_attempt_at=next_attempt_at, last_error=error[:500])
+    )
+
+
+async def remove(conn: AsyncConnection, seq: int) -> None:
+    await conn.execute(delete(outbox).where(outbox.c.seq == seq))
+
+
+async def outbox_size(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.count()).select_from(outbox))).scalar() or 0)
+
+
+# --- inbox (sealed, for locked users) -----------------------------------------------
+
+
+async def hold(
+    conn: AsyncConnection, *, recipient: str, envelope_id: str, sender: str, payload: str, now: int
+) -> bool:
+    """Keep a sealed envelope until its recipient unlocks; False if already held."""
+    exists = (
+        await conn.execute(
+            select(inbox.c.seq).where(inbox.c.recipient == recipient, inbox.c.envelope_id == envelope_id)
+        )
+    ).first()
+    if exists is not None:
+        return False
+    await conn.execute(
+        insert(inbox).values(
+            recipient=recipient,
+            envelope_id=envelope_id,
+            sender=sender,
+            payload=payload,
+            received_at=now,
+        )
+    )
+    return True
+
+
+async def held_for(conn: AsyncConnection, recipient: str, limit: int) -> list[InboxItem]:
+    rows = await conn.execute(
+        select(inbox).where(inbox.c.recipient == recipient).order_by(inbox.c.seq).limit(limit)
+    )
+    return [InboxItem(r.seq, r.recipient, r.envelope_id, r.sender, r.payload) for r in rows.all()]
+
+
+async def release(conn: AsyncConnection, seq: int) -> None:
+    await conn.execute(delete(inbox).where(inbox.c.seq == seq))

@@ -1,0 +1,127 @@
+"""Tables of a node's database."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# Key/value facts about this node (pinned directory key, ...).
+node_facts = Table(
+    "node_facts",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Users who have logged in here: cached verifier and password-wrapped keys.
+local_accounts = Table(
+    "local_accounts",
+    metadata,
+    Column("username", String(32), primary_key=True),
+    Column("verifier", Text, nullable=False),
+    Column("wrapped_keys", LargeBinary, nullable=False),
+    Column("sign_key", LargeBinary, nullable=False),
+    Column("box_key", LargeBinary, nullable=False),
+    Column("keys_published", Integer, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("lookup_id", String(64), primary_key=True),
+    Column("username", String(32), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("wrapped_keys", LargeBinary, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+# What this node knows of every user, from the directory (signed) or earlier.
+known_users = Table(
+    "known_users",
+    metadata,
+    Column("username", String(32), primary_key=True),
+    Column("display_name", Text, nullable=False),
+    Column("home_node", String(32)),
+    Column("node_url", Text),
+    Column("sign_key", LargeBinary),
+    Column("box_key", LargeBinary),
+    Column("online", Integer, nullable=False, default=0),
+    Column("fetched_at", BigInteger, nullable=False),
+)
+
+known_nodes = Table(
+    "known_nodes",
+    metadata,
+    Column("node_id", String(32), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("public_key", LargeBinary, nullable=False),
+    Column("fetched_at", BigInteger, nullable=False),
+)
+
+# Conversation history, one row per (owner, envelope). Plaintext at rest on
+# the owner's home node (see docs/threat-model.md).
+messages = Table(
+    "messages",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("owner", String(32), nullable=False),
+    Column("peer", String(32), nullable=False),
+    Column("id", String(36), nullable=False),
+    Column("direction", String(3), nullable=False),
+    Column("sender", String(32), nullable=False),
+    Column("recipient", String(32), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("sent_at", BigInteger, nullable=False),
+    Column("stored_at", BigInteger, nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("error", Text),
+    UniqueConstraint("owner", "id", name="uq_messages_owner_id"),
+)
+
+# Sealed envelopes waiting to leave this node.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("envelope_id", String(36), nullable=False),
+    Column("sender", String(32), nullable=False),
+    Column("recipient", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("last_error", Text),
+    UniqueConstraint("envelope_id", "recipient", name="uq_outbox_envelope_recipient"),
+)
+
+# Sealed envelopes that arrived for a user whose keys are locked (logged out).
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("recipient", String(32), nullable=False),
+    Column("envelope_id", String(36), nullable=False),
+    Column("sender", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    UniqueConstraint("recipient", "envelope_id", name="uq_inbox_recipient_envelope"),
+)
+
+Index("ix_messages_conversation", messages.c.owner, messages.c.peer, messages.c.seq)
+Index("ix_outbox_due", outbox.c.next_attempt_at)

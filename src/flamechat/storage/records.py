@@ -1,0 +1,98 @@
+"""Plain records the repositories return (no SQLAlchemy types leak upward)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LocalAccount:
+    username: str
+    verifier: str
+    wrapped_keys: bytes
+    sign_key: bytes
+    box_key: bytes
+    keys_published: bool
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    lookup_id: str
+    username: str
+    csrf_token: str
+    wrapped_keys: bytes
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class KnownUser:
+    username: str
+    display_name: str
+    home_node: str | None
+    node_url: str | None
+    sign_key: bytes | None
+    box_key: bytes | None
+    online: bool
+    fetched_at: int
+
+
+@dataclass(frozen=True)
+class KnownNode:
+    node_id: str
+    url: str
+    public_key: bytes
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    seq: int
+    owner: str
+    peer: str
+    id: str
+    direction: str
+    sender: str
+    recipient: str
+    body: str
+    sent_at: int
+    state: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    seq: int
+    envelope_id: str
+    sender: str
+    recipient: str
+    payload: str
+    attempts: int
+    next_attempt_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    seq: int
+    recipient: str
+    envelope_id: str
+    sender: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class DirectoryAccount:
+    username: str
+    display_name: str
+    password_hash: str
+    home_node: str | None
+    sign_key: bytes | None
+    box_key: bytes | None
+    binding_signature: bytes | None
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class DirectoryNode:
+    node_id: str
+    url: str
+    public_key: bytes

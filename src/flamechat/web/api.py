@@ -1,0 +1,143 @@
+"""The local API the browser (or a CLI) uses, ``/api/v1``."""
+
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from sse_starlette.sse import EventSourceResponse
+
+from flamechat.protocol import errors, models
+from flamechat.protocol.ids import USERNAME_PATTERN
+from flamechat.services.accounts import AccountService, Session
+from flamechat.services.directory_view import DirectoryView
+from flamechat.services.events import EventHub
+from flamechat.services.messaging import MessagingService, message_view
+from flamechat.storage.records import KnownUser
+from flamechat.web.security import check_origin, session_dependencies, set_session_cookie
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": models.ErrorBody, "description": "not logged in / wrong password"},
+    403: {"model": models.ErrorBody, "description": "CSRF check failed"},
+    404: {"model": models.ErrorBody, "description": "unknown user"},
+    413: {"model": models.ErrorBody, "description": "message over 64 KiB"},
+    422: {"model": models.ErrorBody, "description": "malformed input"},
+}
+
+PeerName = Annotated[str, Query(pattern=USERNAME_PATTERN)]
+
+
+def user_view(user: KnownUser, *, connected: set[str], node_id: str) -> dict[str, Any]:
+    local = user.home_node == node_id
+    return {
+        "username": user.username,
+        "display_name": user.display_name,
+        "online": (user.username in connected) if local else user.online,
+        "node_url": user.node_url,
+        "local": local,
+    }
+
+
+def api_router(
+    *,
+    accounts: AccountService,
+    directory: DirectoryView,
+    messaging: MessagingService,
+    events: EventHub,
+    node_id: str,
+    cookie: str,
+    session_ttl: int,
+) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["local"], responses=ERRORS)
+    reading, writing = session_dependencies(accounts, cookie)
+    Reader = Annotated[Session, Depends(reading)]
+    Writer = Annotated[Session, Depends(writing)]
+
+    @router.post("/sessions", response_model=models.SessionInfo, status_code=201)
+    async def login(body: models.LoginRequest, request: Request, response: Response) -> dict[str, Any]:
+        check_origin(request)
+        result = await accounts.login(body.username, body.password)
+        set_session_cookie(response, request, cookie, result.token, session_ttl)
+        return {
+            "username": result.session.username,
+            "csrf_token": result.session.csrf_token,
+            "directory": "online" if result.directory_online else "offline",
+        }
+
+    @router.delete("/sessions/current", status_code=204)
+    async def logout(session: Writer, response: Response) -> None:
+        await accounts.logout(session)
+        response.delete_cookie(cookie, path="/")
+
+    @router.get("/me", response_model=models.SessionInfo)
+    async def me(session: Reader) -> dict[str, Any]:
+        return {
+            "username": session.username,
+            "csrf_token": session.csrf_token,
+            "directory": "offline" if directory.reachable is False else "online",
+        }
+
+    @router.get("/users", response_model=models.UserList)
+    async def users(session: Reader) -> dict[str, Any]:
+        source = "directory"
+        try:
+            listed = await directory.refresh()
+        except (errors.DirectoryUnavailable, errors.ServiceUnavailable):
+            listed, source = await directory.cached_users(), "cache"
+        connected = events.connected()
+        return {
+            "users": [user_view(u, connected=connected, node_id=node_id) for u in listed],
+            "source": source,
+            "fetched_at": directory.last_list_at if source == "directory" else None,
+        }
+
+    @router.get("/users/{username}", response_model=models.UserView)
+    async def user(username: str, session: Reader) -> dict[str, Any]:
+        return user_view(await directory.resolve(username), connected=events.connected(), node_id=node_id)
+
+    @router.get("/conversations/{peer}/messages", response_model=models.MessagePage)
+    async def history(
+        peer: str,
+        session: Reader,
+        before: Annotated[
+            str | None, Query(pattern=r"^[0-9]{1,18}$", description="cursor from next_cursor")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> dict[str, Any]:
+        rows, next_cursor = await messaging.history(
+            session.username, peer, before=None if before is None else int(before), limit=limit
+        )
+        return {
+            "messages": [message_view(r) for r in rows],
+            "next_cursor": None if next_cursor is None else str(next_cursor),
+        }
+
+    @router.post("/conversations/{peer}/messages", response_model=models.MessageView, status_code=201)
+    async def send(peer: str, body: models.SendMessage, session: Writer) -> dict[str, Any]:
+        record = await messaging.send(session.username, peer, body.body, body.id)
+        return message_view(record)
+
+    @router.get("/events", response_class=EventSourceResponse)
+    async def stream(session: Reader, request: Request) -> EventSourceResponse:
+        sub = events.subscribe(session.username)
+
+        async def feed() -> AsyncIterator[dict[str, str]]:
+            try:
+                status = "offline" if directory.reachable is False else "online"
+                yield {"event": "directory", "data": json.dumps({"type": "directory", "status": status})}
+                while True:
+                    try:
+                        event = await asyncio.wait_for(sub.queue.get(), timeout=15)
+                    except TimeoutError:
+                        if await request.is_disconnected():
+                            return
+                        continue
+                    yield {"event": str(event.get("type", "message")), "data": json.dumps(event)}
+            finally:
+                events.unsubscribe(sub)
+
+        return EventSourceResponse(feed(), ping=10)
+
+    return router
