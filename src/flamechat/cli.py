@@ -163,6 +163,47 @@ def directory(**options: Any) -> None:
     show_default=True,
     help="Largest request body accepted.",
 )
+@click.option(
+    "--relay/--no-relay",
+    default=True,
+    show_default=True,
+    help="Hold sealed envelopes for other nodes' users.",
+)
+@click.option(
+    "--relay-after",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds a recipient's node may stay unreachable before envelopes go to a relay.",
+)
+@click.option(
+    "--relay-collect-interval",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds between collections from relays.",
+)
+@click.option(
+    "--relay-max-per-recipient",
+    type=int,
+    default=10_000,
+    show_default=True,
+    help="Envelopes held as a relay for one recipient.",
+)
+@click.option(
+    "--relay-max-per-depositor",
+    type=int,
+    default=100_000,
+    show_default=True,
+    help="Envelopes held as a relay from one depositing node.",
+)
+@click.option(
+    "--relay-ttl",
+    type=float,
+    default=14 * 24 * 3600.0,
+    show_default=True,
+    help="Seconds a relay keeps an uncollected envelope.",
+)
 def node(**options: Any) -> None:
     """Run a node that hosts users."""
     from flamechat.node import create_node_app

@@ -44,6 +44,12 @@ class NodeSettings:
     retry_max: float = 300.0
     password_profile: str = "interactive"
     max_request_bytes: int = 512 * 1024
+    relay: bool = True
+    relay_after: float = 30.0
+    relay_collect_interval: float = 30.0
+    relay_max_per_recipient: int = 10_000
+    relay_max_per_depositor: int = 100_000
+    relay_ttl: float = 14 * 24 * 3600.0
 
     @property
     def url(self) -> str:

@@ -37,6 +37,7 @@ from flamechat.services.keyring import KeyRing
 from flamechat.services.messaging import MessagingService
 from flamechat.services.passwords import make_hasher
 from flamechat.services.presence import PresenceService
+from flamechat.services.relay import RelayService
 from flamechat.storage.database import Database, migrate, sqlite_url
 from flamechat.web.api import api_router
 from flamechat.web.pages import CSP, page_router
@@ -57,6 +58,7 @@ class Node:
     directory: DirectoryView
     accounts: AccountService
     messaging: MessagingService
+    relay: RelayService
     delivery: DeliveryWorker
     presence: PresenceService
 
@@ -65,9 +67,12 @@ class Node:
         delay = 0.5
         while True:
             try:
-                await self.directory.register(self.settings.url, self.key.public_key)
+                await self.directory.register(
+                    self.settings.url, self.key.public_key, relay=self.settings.relay
+                )
                 await self.directory.directory_key()
                 log.info("registered with the directory as %s", self.key.node_id)
+                self.relay.collect_soon()
                 return
             except errors.FlameError as exc:
                 log.warning("directory registration failed (%s); retrying", exc.message)
@@ -107,25 +112,55 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
     messaging = MessagingService(
         db, directory, keyring, events, clock, node_id=key.node_id, outbox_ttl=settings.outbox_ttl
     )
-    delivery = DeliveryWorker(
+    peers = HttpPeers(client)
+    relay = RelayService(
         db,
         directory,
-        HttpPeers(client),
+        peers,
         messaging,
         clock,
         node_id=key.node_id,
+        offer=settings.relay,
+        max_per_recipient=settings.relay_max_per_recipient,
+        max_per_depositor=settings.relay_max_per_depositor,
+        ttl=settings.relay_ttl,
+        collect_interval=settings.relay_collect_interval,
+    )
+    delivery = DeliveryWorker(
+        db,
+        directory,
+        peers,
+        messaging,
+        relay,
+        clock,
+        node_id=key.node_id,
+        relay_after=settings.relay_after,
         base_delay=settings.retry_base,
         max_delay=settings.retry_max,
     )
     messaging.on_queued(delivery.wake)
 
-    async def open_held(username: str) -> None:
+    async def after_login(username: str) -> None:
         await messaging.open_held(username)
+        relay.collect_soon()
 
-    accounts.on_unlock(open_held)
-    presence = PresenceService(events, directory, port, interval=settings.presence_interval)
+    accounts.on_unlock(after_login)
+    presence = PresenceService(
+        events, directory, peers, node_id=key.node_id, interval=settings.presence_interval
+    )
     return Node(
-        settings, key, db, client, events, keyring, directory, accounts, messaging, delivery, presence
+        settings,
+        key,
+        db,
+        client,
+        events,
+        keyring,
+        directory,
+        accounts,
+        messaging,
+        relay,
+        delivery,
+        presence,
     )
 
 
@@ -140,6 +175,7 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
             asyncio.create_task(node.register_until_done()),
             asyncio.create_task(node.delivery.run()),
             asyncio.create_task(node.presence.run()),
+            asyncio.create_task(node.relay.run()),
             asyncio.create_task(node.housekeeping()),
         ]
         try:
@@ -181,7 +217,9 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
         known = await node.directory.node(node_id)
         return None if known is None else known.public_key
 
-    app.include_router(federation_router(node.messaging, RequestVerifier(node_key, clock)))
+    app.include_router(
+        federation_router(node.messaging, node.relay, node.presence, RequestVerifier(node_key, clock))
+    )
     app.include_router(
         page_router(
             accounts=node.accounts,

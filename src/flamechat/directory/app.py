@@ -1,6 +1,5 @@
 """The directory's HTTP API, ``/directory/v1``."""
 
-
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -57,7 +56,7 @@ def directory_router(service: DirectoryService, verifier: RequestVerifier) -> AP
     async def key() -> dict[str, str]:
         return {"public_key": b64encode(service.key.public_key)}
 
-    @router.put("/nodes/{node_id}")
+    @router.put("/nodes/{node_id}", response_model=models.SignedNode)
     async def register_node(node_id: str, body: models.NodeRegistration, request: Request) -> dict[str, Any]:
         try:
             public_key = b64decode(body.public_key, size=32, what="public_key")
@@ -66,9 +65,14 @@ def directory_router(service: DirectoryService, verifier: RequestVerifier) -> AP
         signer = await verifier.verify(request, public_key=public_key)
         if signer != node_id:
             raise BadNodeSignature("a node may only register itself")
-        return await service.register_node(node_id, body.url, body.public_key)
+        return await service.register_node(node_id, body.url, body.public_key, relay=body.relay)
 
-    @router.get("/nodes/{node_id}")
+    @router.get("/nodes", response_model=models.SignedNodeList)
+    async def list_nodes(request: Request) -> dict[str, Any]:
+        await verifier.verify(request)
+        return await service.nodes()
+
+    @router.get("/nodes/{node_id}", response_model=models.SignedNode)
     async def get_node(node_id: str, request: Request) -> dict[str, Any]:
         await verifier.verify(request)
         return await service.node_record(node_id)

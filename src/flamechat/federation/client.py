@@ -96,9 +96,12 @@ class HttpDirectory:
     async def fetch_key(self) -> dict[str, Any]:
         return await self._call("GET", "/key")
 
-    async def register_node(self, url: str, public_key: str) -> dict[str, Any]:
-        body = {"url": url, "public_key": public_key}
+    async def register_node(self, url: str, public_key: str, relay: bool) -> dict[str, Any]:
+        body = {"url": url, "public_key": public_key, "relay": relay}
         return await self._call("PUT", f"/nodes/{self.client.key.node_id}", body)
+
+    async def list_nodes(self) -> dict[str, Any]:
+        return await self._call("GET", "/nodes")
 
     async def get_node(self, node_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/nodes/{quote(node_id, safe='')}")
@@ -122,9 +125,28 @@ class HttpDirectory:
 class HttpPeers:
     """:class:`~flamechat.services.ports.PeerPort` over other nodes' federation API."""
 
-    def __init__(self, client: SignedClient) -> None:
+    def __init__(self, client: SignedClient, *, presence_timeout: float = 2.0) -> None:
         self.client = client
+        self.presence_timeout = presence_timeout
+
+    @staticmethod
+    def _url(node_url: str, path: str) -> str:
+        return f"{node_url.rstrip('/')}/federation/v1{path}"
 
     async def deliver(self, node_url: str, envelope: dict[str, Any]) -> dict[str, Any]:
-        url = f"{node_url.rstrip('/')}/federation/v1/envelopes/{quote(str(envelope['id']), safe='')}"
-        return await self.client.call("PUT", url, envelope)
+        path = f"/envelopes/{quote(str(envelope['id']), safe='')}"
+        return await self.client.call("PUT", self._url(node_url, path), envelope)
+
+    async def deposit(self, relay_url: str, recipient_node: str, envelope: dict[str, Any]) -> dict[str, Any]:
+        path = f"/relay/envelopes/{quote(str(envelope['id']), safe='')}"
+        body = {"recipient_node": recipient_node, "envelope": envelope}
+        return await self.client.call("PUT", self._url(relay_url, path), body)
+
+    async def fetch_relayed(self, relay_url: str, limit: int) -> dict[str, Any]:
+        return await self.client.call("GET", self._url(relay_url, f"/relay/envelopes?limit={limit}"))
+
+    async def ack_relayed(self, relay_url: str, seqs: list[int]) -> dict[str, Any]:
+        return await self.client.call("POST", self._url(relay_url, "/relay/acks"), {"seqs": seqs})
+
+    async def presence(self, node_url: str) -> dict[str, Any]:
+        return await self.client.call("GET", self._url(node_url, "/presence"), timeout=self.presence_timeout)

@@ -1,25 +1,33 @@
 """The federation API a node offers other nodes, ``/federation/v1``."""
 
+import json
+from typing import Annotated, Any
 
-from typing import Any
-
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from flamechat import __version__
 from flamechat.httpapi.signed import RequestVerifier
 from flamechat.protocol import errors, models
 from flamechat.protocol.versions import FEATURES, PROTOCOL_VERSIONS
 from flamechat.services.messaging import MessagingService
+from flamechat.services.presence import PresenceService
+from flamechat.services.relay import RelayService
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": models.ErrorBody, "description": "unsigned, badly signed, unknown node or replay"},
     403: {"model": models.ErrorBody, "description": "the envelope's sender signature fails"},
     404: {"model": models.ErrorBody, "description": "the recipient does not live here"},
     422: {"model": models.ErrorBody, "description": "malformed envelope"},
+    507: {"model": models.ErrorBody, "description": "relay storage for this recipient is full"},
 }
 
 
-def federation_router(messaging: MessagingService, verifier: RequestVerifier) -> APIRouter:
+def federation_router(
+    messaging: MessagingService,
+    relay: RelayService,
+    presence: PresenceService,
+    verifier: RequestVerifier,
+) -> APIRouter:
     router = APIRouter(prefix="/federation/v1", tags=["federation"], responses=ERRORS)
 
     @router.get("/version", response_model=models.VersionInfo)
@@ -39,5 +47,29 @@ def federation_router(messaging: MessagingService, verifier: RequestVerifier) ->
             raise errors.InvalidRequest("the path id and the envelope id differ", field="id")
         status = await messaging.receive(node_id, envelope.model_dump())
         return {"id": envelope_id, "status": status}
+
+    @router.put("/relay/envelopes/{envelope_id}", response_model=models.EnvelopeAccepted)
+    async def deposit(envelope_id: str, body: models.RelayDeposit, request: Request) -> dict[str, Any]:
+        node_id = await verifier.verify(request)
+        if body.envelope.id != envelope_id:
+            raise errors.InvalidRequest("the path id and the envelope id differ", field="envelope.id")
+        status = await relay.accept(node_id, body.recipient_node, body.envelope.model_dump())
+        return {"id": envelope_id, "status": status}
+
+    @router.get("/relay/envelopes", response_model=models.RelayedList)
+    async def relayed(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+        node_id = await verifier.verify(request)
+        items = await relay.pending(node_id, limit)
+        return {"envelopes": [{"seq": i.seq, "envelope": json.loads(i.payload)} for i in items]}
+
+    @router.post("/relay/acks", response_model=models.RelayAcked)
+    async def acknowledge(body: models.RelayAcks, request: Request) -> dict[str, Any]:
+        node_id = await verifier.verify(request)
+        return {"acknowledged": await relay.acknowledge(node_id, body.seqs)}
+
+    @router.get("/presence", response_model=models.PresenceAnswer)
+    async def who_is_online(request: Request) -> dict[str, Any]:
+        await verifier.verify(request)
+        return {"online": presence.online()}
 
     return router

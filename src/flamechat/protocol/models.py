@@ -60,18 +60,58 @@ class EnvelopeAccepted(BaseModel):
     status: Literal["stored", "duplicate"]
 
 
+class RelayDeposit(Strict):
+    recipient_node: NodeId
+    envelope: EnvelopeWire
+
+
+class RelayedItem(BaseModel):
+    seq: int
+    envelope: EnvelopeWire
+
+
+class RelayedList(BaseModel):
+    envelopes: list[RelayedItem]
+
+
+class RelayAcks(Strict):
+    seqs: list[int] = Field(max_length=1000)
+
+
+class RelayAcked(BaseModel):
+    acknowledged: int
+
+
+class PresenceAnswer(BaseModel):
+    online: list[str]
+
+
 # --- directory ----------------------------------------------------------------
 
 
 class NodeRegistration(Strict):
     url: str = Field(min_length=8, max_length=2048, pattern=r"^https?://")
     public_key: B64Key
+    relay: bool = Field(default=False, description="the node holds envelopes for other nodes")
 
 
 class NodeRecord(BaseModel):
     node_id: str
     url: str
     public_key: str
+    relay: bool = False
+
+
+class SignedNode(BaseModel):
+    node: NodeRecord
+    issued_at: int
+    signature: str
+
+
+class SignedNodeList(BaseModel):
+    nodes: list[NodeRecord]
+    issued_at: int
+    signature: str
 
 
 class LoginCheck(Strict):
@@ -130,6 +170,14 @@ class SessionInfo(BaseModel):
     username: str
     csrf_token: str
     directory: Literal["online", "offline"]
+
+
+class MarkRead(Strict):
+    up_to: EnvelopeId = Field(description="the newest message shown; it and all before it are read")
+
+
+class ReadMarked(BaseModel):
+    marked: int
 
 
 class SendMessage(Strict):

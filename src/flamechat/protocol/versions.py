@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 # Newest first. A node speaks every version listed here.
 PROTOCOL_VERSIONS: tuple[str, ...] = ("1",)
-FEATURES: tuple[str, ...] = ("envelopes",)
+FEATURES: tuple[str, ...] = ("envelopes", "receipts", "relay", "presence")
 
 
 class NoCommonVersion(Exception):

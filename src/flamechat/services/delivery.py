@@ -9,6 +9,9 @@ Rules:
 * Transient failures (unreachable, timeout, 5xx) are retried after
   ``min(max_delay, base_delay * 2**attempts)``, scaled by a random factor in
   [0.5, 1.0] (jitter). Refusals (4xx) and expiry fail the message visibly.
+* Once an envelope has waited ``relay_after`` seconds and its recipient's
+  node is still unreachable, it is deposited at a relay instead; the relay
+  then owns it, and the sender's node forgets it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from flamechat.services.clock import Clock, ms
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.messaging import MessagingService
 from flamechat.services.ports import PeerPort, TransportError
+from flamechat.services.relay import RelayService
 from flamechat.storage import node_messages
 from flamechat.storage.database import Database
 from flamechat.storage.records import OutboxItem
@@ -47,9 +51,11 @@ class DeliveryWorker:
         directory: DirectoryView,
         peers: PeerPort,
         messaging: MessagingService,
+        relay: RelayService | None,
         clock: Clock,
         *,
         node_id: str,
+        relay_after: float = 30.0,
         concurrency: int = 32,
         base_delay: float = 0.5,
         max_delay: float = 300.0,
@@ -59,6 +65,8 @@ class DeliveryWorker:
         self.directory = directory
         self.peers = peers
         self.messaging = messaging
+        self.relay = relay
+        self.relay_after = relay_after
         self.clock = clock
         self.node_id = node_id
         self.concurrency = concurrency
@@ -121,10 +129,12 @@ class DeliveryWorker:
         if item.expires_at <= now:
             await self._fail(item, "expired: the recipient's node could not be reached in time")
             return
+        payload = json.loads(item.payload)
+        home: str | None = None
         try:
-            payload = json.loads(item.payload)
-            user = await self.directory.resolve(item.recipient, fresh=False)
-            if user.home_node == self.node_id:
+            user = await self.directory.resolve(item.recipient, max_age=3600)
+            home = user.home_node
+            if home == self.node_id:
                 await self.messaging.receive(self.node_id, payload)
             elif user.node_url is None:
                 raise TransportError("recipient has no known node", transient=True)
@@ -132,6 +142,8 @@ class DeliveryWorker:
                 await self.peers.deliver(user.node_url, payload)
         except TransportError as exc:
             if exc.transient:
+                if await self._try_relay(item, home, payload):
+                    return
                 await self._retry(item, str(exc))
             else:
                 await self._fail(item, f"refused by the recipient's node: {exc.code or exc}")
@@ -145,6 +157,19 @@ class DeliveryWorker:
         async with self.db.write() as conn:
             await node_messages.remove(conn, item.seq)
         await self.messaging.set_state(item.sender, item.envelope_id, "sent")
+
+    async def _try_relay(self, item: OutboxItem, home: str | None, payload: dict[str, object]) -> bool:
+        waited = (ms(self.clock) - item.created_at) / 1000
+        if self.relay is None or home is None or home == self.node_id or waited < self.relay_after:
+            return False
+        relay_id = await self.relay.deposit(home, payload)
+        if relay_id is None:
+            return False
+        log.info("deposited %s for %s at relay %s", item.envelope_id, item.recipient, relay_id)
+        async with self.db.write() as conn:
+            await node_messages.remove(conn, item.seq)
+        await self.messaging.set_state(item.sender, item.envelope_id, "sent")
+        return True
 
     async def _retry(self, item: OutboxItem, error: str) -> None:
         attempts = item.attempts + 1

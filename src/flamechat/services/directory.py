@@ -28,6 +28,7 @@ from flamechat.storage import directory_store as store
 from flamechat.storage.database import Database
 from flamechat.storage.records import DirectoryAccount, DirectoryNode
 
+NODES_PURPOSE = "directory-nodes"
 USER_PURPOSE = "directory-user"
 USERS_PURPOSE = "directory-users"
 NODE_PURPOSE = "directory-node"
@@ -94,7 +95,9 @@ class DirectoryService:
 
     # --- nodes -------------------------------------------------------------------------
 
-    async def register_node(self, node_id: str, url: str, public_key_b64: str) -> dict[str, Any]:
+    async def register_node(
+        self, node_id: str, url: str, public_key_b64: str, *, relay: bool = False
+    ) -> dict[str, Any]:
         try:
             public_key = b64decode(public_key_b64, size=32, what="public_key")
         except MalformedError as exc:
@@ -105,8 +108,25 @@ class DirectoryService:
             existing = await store.get_node(conn, node_id)
             if existing is None and not self.open_registration:
                 raise errors.Forbidden("node registration is closed on this directory")
-            await store.put_node(conn, DirectoryNode(node_id, url.rstrip("/"), public_key), ms(self.clock))
+            node = DirectoryNode(node_id, url.rstrip("/"), public_key, relay)
+            await store.put_node(conn, node, ms(self.clock))
         return await self.node_record(node_id)
+
+    async def nodes(self) -> dict[str, Any]:
+        """Every registered node, with whether it offers relaying (signed)."""
+        async with self.db.read() as conn:
+            listed = await store.list_nodes(conn)
+        records = [
+            {
+                "node_id": n.node_id,
+                "url": n.url,
+                "public_key": b64encode(n.public_key),
+                "relay": n.relay,
+            }
+            for n in listed
+        ]
+        signed = {"nodes": records, "issued_at": ms(self.clock)}
+        return {**signed, "signature": b64encode(sign_document(self.key, NODES_PURPOSE, signed))}
 
     async def node_public_key(self, node_id: str) -> bytes | None:
         async with self.db.read() as conn:
@@ -118,7 +138,12 @@ class DirectoryService:
             node = await store.get_node(conn, node_id)
         if node is None:
             raise errors.NotFound(f"no node {node_id!r}")
-        doc = {"node_id": node.node_id, "url": node.url, "public_key": b64encode(node.public_key)}
+        doc = {
+            "node_id": node.node_id,
+            "url": node.url,
+            "public_key": b64encode(node.public_key),
+            "relay": node.relay,
+        }
         signed = {"node": doc, "issued_at": ms(self.clock)}
         return {**signed, "signature": b64encode(sign_document(self.key, NODE_PURPOSE, signed))}
 

@@ -14,7 +14,12 @@ from flamechat.crypto import SignatureError, b64decode, b64encode, verify_docume
 from flamechat.crypto.errors import MalformedError
 from flamechat.protocol import errors
 from flamechat.services.clock import Clock, ms
-from flamechat.services.directory import NODE_PURPOSE, USER_PURPOSE, USERS_PURPOSE
+from flamechat.services.directory import (
+    NODE_PURPOSE,
+    NODES_PURPOSE,
+    USER_PURPOSE,
+    USERS_PURPOSE,
+)
 from flamechat.services.events import EventHub
 from flamechat.services.ports import DirectoryPort, TransportError
 from flamechat.storage import node_cache
@@ -44,6 +49,8 @@ class DirectoryView:
         clock: Clock,
         *,
         pinned_key: bytes | None = None,
+        breaker: float = 3.0,
+        fresh_for: float = 60.0,
     ) -> None:
         self.db = db
         self.port = port
@@ -52,6 +59,10 @@ class DirectoryView:
         self._key = pinned_key
         self.reachable: bool | None = None
         self.last_list_at: int | None = None
+        self.breaker = breaker
+        self.fresh_for = fresh_for
+        self._down_until = 0.0
+        self._relays_at = float("-inf")
 
     # --- reachability and the directory key ---------------------------------------
 
@@ -61,16 +72,25 @@ class DirectoryView:
             log.info("directory is %s", "reachable" if reachable else "unreachable")
             self.events.broadcast({"type": "directory", "status": "online" if reachable else "offline"})
 
-    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Run a directory call; track reachability; map refusals to our errors."""
+    async def _call(self, call: Callable[[], Awaitable[T]], *, probe: bool = False) -> T:
+        """Run a directory call; track reachability; map refusals to our errors.
+
+        After a failure the directory is not asked again for ``breaker``
+        seconds (unless ``probe``), so a hanging directory costs one timeout,
+        not one per message.
+        """
+        if not probe and self.clock.now() < self._down_until:
+            raise errors.DirectoryUnavailable("directory unreachable (recent failure)")
         try:
             result = await call()
         except TransportError as exc:
             if exc.transient:
+                self._down_until = self.clock.now() + self.breaker
                 self._set_reachable(False)
                 raise errors.DirectoryUnavailable(f"directory unreachable: {exc}") from exc
             self._set_reachable(True)
             raise _CODES.get(exc.code or "", errors.ServiceUnavailable)(str(exc)) from exc
+        self._down_until = 0.0
         self._set_reachable(True)
         return result
 
@@ -99,8 +119,35 @@ class DirectoryView:
 
     # --- nodes -----------------------------------------------------------------------
 
-    async def register(self, url: str, public_key: bytes) -> None:
-        await self._call(lambda: self.port.register_node(url, b64encode(public_key)))
+    async def register(self, url: str, public_key: bytes, *, relay: bool) -> None:
+        await self._call(lambda: self.port.register_node(url, b64encode(public_key), relay), probe=True)
+
+    async def report_presence(self, online: list[str]) -> None:
+        await self._call(lambda: self.port.report_presence(online), probe=True)
+
+    async def relays(self) -> list[KnownNode]:
+        """Nodes that offer relaying: the directory's signed list (refreshed at most
+        every ``fresh_for`` seconds), else the cache."""
+        try:
+            if self.clock.now() - self._relays_at < self.fresh_for:
+                raise errors.DirectoryUnavailable("relay list is fresh enough")
+            answer = await self._verified(NODES_PURPOSE, await self._call(self.port.list_nodes))
+        except (errors.DirectoryUnavailable, errors.ServiceUnavailable):
+            pass
+        else:
+            self._relays_at = self.clock.now()
+            now = ms(self.clock)
+            async with self.db.write() as conn:
+                for record in answer["nodes"]:
+                    node = KnownNode(
+                        record["node_id"],
+                        record["url"],
+                        b64decode(record["public_key"], size=32),
+                        bool(record.get("relay")),
+                    )
+                    await node_cache.put_node(conn, node, now)
+        async with self.db.read() as conn:
+            return [n for n in await node_cache.list_nodes(conn) if n.relay]
 
     async def node(self, node_id: str) -> KnownNode | None:
         """A node's URL and key, from cache or a signed directory answer."""
@@ -113,7 +160,12 @@ class DirectoryView:
         except (errors.DirectoryUnavailable, errors.NotFound, errors.ServiceUnavailable):
             return None
         record = answer["node"]
-        node = KnownNode(record["node_id"], record["url"], b64decode(record["public_key"], size=32))
+        node = KnownNode(
+            record["node_id"],
+            record["url"],
+            b64decode(record["public_key"], size=32),
+            bool(record.get("relay")),
+        )
         if node.node_id != node_id:
             return None
         async with self.db.write() as conn:
@@ -153,30 +205,32 @@ class DirectoryView:
         await self._cache([user])
         return user
 
-    async def resolve(self, username: str, *, fresh: bool = True) -> KnownUser:
-        """A user's record: the directory's if reachable, else the cached one."""
-        if fresh:
-            try:
-                answer = await self._call(lambda: self.port.get_user(username))
-                user = self._known((await self._verified(USER_PURPOSE, answer))["user"], ms(self.clock))
-            except errors.DirectoryUnavailable:
-                pass
-            else:
-                await self._cache([user])
-                return user
+    async def resolve(self, username: str, *, max_age: float | None = None) -> KnownUser:
+        """A user's record, from the cache if younger than ``max_age`` seconds
+        (default: ``fresh_for``; ``0`` always asks the directory first), else from
+        the directory; the cache, of any age, when the directory is unreachable.
+        """
+        max_age = self.fresh_for if max_age is None else max_age
         async with self.db.read() as conn:
             cached = await node_cache.get_user(conn, username)
-        if cached is None:
-            if self.reachable is False:
+        if cached is not None and ms(self.clock) - cached.fetched_at <= max_age * 1000:
+            return cached
+        try:
+            answer = await self._call(lambda: self.port.get_user(username))
+        except errors.DirectoryUnavailable:
+            if cached is None:
                 raise errors.DirectoryUnavailable(
                     f"the directory is unreachable and {username!r} is not in this node's cache"
-                )
-            raise errors.UnknownUser(f"no user {username!r}")
-        return cached
+                ) from None
+            return cached
+        user = self._known((await self._verified(USER_PURPOSE, answer))["user"], ms(self.clock))
+        await self._cache([user])
+        return user
 
     async def refresh(self) -> list[KnownUser]:
         """Fetch the whole user list; announce presence changes to local tabs."""
-        doc = await self._verified(USERS_PURPOSE, await self._call(self.port.list_users))
+        answer = await self._call(self.port.list_users, probe=True)
+        doc = await self._verified(USERS_PURPOSE, answer)
         now = ms(self.clock)
         users = [self._known(record, now) for record in doc["users"]]
         await self._cache(users)

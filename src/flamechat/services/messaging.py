@@ -1,22 +1,28 @@
-"""Sending, receiving and reading messages.
+"""Sending, receiving and reading messages, and the receipts that follow them.
 
 Send: seal (sign as the sender, encrypt to the recipient), then store the
 history row and the outbox entry in one transaction before answering.
 Receive: check the envelope's origin, then open it if the recipient's keys
 are unlocked, or hold it sealed until they log in. Either way it is on disk
 before the peer gets its 2xx, and a repeated id is a no-op.
+Receipts: once a message is stored and opened, the recipient's node queues a
+delivery receipt (sealed, signed by the recipient) in the same transaction;
+reading queues a read receipt. Receipt ids are derived from their content,
+so a receipt sent twice is the same receipt.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any, Literal
 
 from flamechat.crypto import (
     OpenedEnvelope,
     SealedEnvelope,
+    UserKeys,
     open_envelope,
     seal_envelope,
     verify_envelope_origin,
@@ -30,12 +36,15 @@ from flamechat.services.events import EventHub
 from flamechat.services.keyring import KeyRing
 from flamechat.storage import node_accounts, node_messages
 from flamechat.storage.database import Database
-from flamechat.storage.records import MessageRecord
+from flamechat.storage.records import KnownUser, MessageRecord
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 PAGE_LIMIT = 200
+MAX_RECEIPT_IDS = 500
+STATE_RANK = {"failed": -1, "pending": 0, "sent": 1, "delivered": 2, "read": 3}
+_RECEIPT_NAMESPACE = uuid.UUID("5b0c1f7e-6a36-4e0b-9a43-9d3c1c6f2f10")
 
 
 def message_view(record: MessageRecord) -> dict[str, Any]:
@@ -51,6 +60,24 @@ def message_view(record: MessageRecord) -> dict[str, Any]:
         "direction": record.direction,
         "error": record.error,
     }
+
+
+def encode_cursor(record: MessageRecord) -> str:
+    return f"{record.sent_at}.{record.seq}"
+
+
+def decode_cursor(cursor: str | None) -> tuple[int, int] | None:
+    if cursor is None:
+        return None
+    sent_at, _, seq = cursor.partition(".")
+    if not (sent_at.isdigit() and seq.isdigit()):
+        raise errors.InvalidRequest("before: not a cursor from next_cursor", field="before")
+    return int(sent_at), int(seq)
+
+
+def receipt_id(status: str, sender: str, message_ids: list[str]) -> str:
+    """Content-derived id: the same receipt always has the same id."""
+    return str(uuid.uuid5(_RECEIPT_NAMESPACE, f"{status}:{sender}:{','.join(sorted(message_ids))}"))
 
 
 class MessagingService:
@@ -94,21 +121,10 @@ class MessagingService:
             if existing.peer != peer or existing.body != text:
                 raise errors.Conflict("this message id is already used", field="id")
             return existing  # the browser retried: same answer, nothing duplicated
-        recipient = await self.directory.resolve(peer)
-        if recipient.box_key is None or recipient.sign_key is None:
-            raise errors.RecipientNotReady(f"{peer} has not logged in yet, so has no keys to encrypt to")
+        recipient = await self._recipient(peer)
         keys = self.keyring.require(username)
         now = ms(self.clock)
-        envelope = seal_envelope(
-            sender_keys=keys,
-            sender=username,
-            recipient=peer,
-            recipient_box_key=recipient.box_key,
-            envelope_id=message_id,
-            sent_at=now,
-            kind="message",
-            body={"text": text},
-        )
+        envelope = self._seal(keys, username, recipient, message_id, now, "message", {"text": text})
         async with self.db.write() as conn:
             record = await node_messages.add_message(
                 conn,
@@ -123,31 +139,67 @@ class MessagingService:
                 state="pending",
                 now=now,
             )
-            await node_messages.enqueue(
-                conn,
-                envelope_id=message_id,
-                sender=username,
-                recipient=peer,
-                payload=json.dumps(envelope.to_wire()),
-                now=now,
-                expires_at=now + int(self.outbox_ttl * 1000),
-            )
+            await self._enqueue(conn, envelope, now)
         assert record is not None
         self.events.publish(username, {"type": "message", "message": message_view(record)})
         self._wake()
         return record
 
+    async def _recipient(self, username: str) -> KnownUser:
+        recipient = await self.directory.resolve(username)
+        if recipient.box_key is None or recipient.sign_key is None:
+            raise errors.RecipientNotReady(f"{username} has not logged in yet, so has no keys to encrypt to")
+        return recipient
+
+    @staticmethod
+    def _seal(
+        keys: UserKeys,
+        sender: str,
+        recipient: KnownUser,
+        envelope_id: str,
+        now: int,
+        kind: str,
+        body: dict[str, Any],
+    ) -> SealedEnvelope:
+        assert recipient.box_key is not None
+        return seal_envelope(
+            sender_keys=keys,
+            sender=sender,
+            recipient=recipient.username,
+            recipient_box_key=recipient.box_key,
+            envelope_id=envelope_id,
+            sent_at=now,
+            kind=kind,
+            body=body,
+        )
+
+    async def _enqueue(self, conn: Any, envelope: SealedEnvelope, now: int) -> None:
+        await node_messages.enqueue(
+            conn,
+            envelope_id=envelope.id,
+            sender=envelope.sender,
+            recipient=envelope.recipient,
+            payload=json.dumps(envelope.to_wire()),
+            now=now,
+            expires_at=now + int(self.outbox_ttl * 1000),
+        )
+
     async def history(
-        self, username: str, peer: str, *, before: int | None, limit: int
-    ) -> tuple[list[MessageRecord], int | None]:
+        self, username: str, peer: str, *, before: str | None, limit: int
+    ) -> tuple[list[MessageRecord], str | None]:
         limit = max(1, min(limit, PAGE_LIMIT))
         async with self.db.read() as conn:
-            rows = await node_messages.page(conn, username, peer, before=before, limit=limit)
-        next_cursor = rows[0].seq if len(rows) == limit else None
+            rows = await node_messages.page(conn, username, peer, before=decode_cursor(before), limit=limit)
+        next_cursor = encode_cursor(rows[0]) if len(rows) == limit else None
         return rows, next_cursor
 
     async def set_state(self, owner: str, message_id: str, state: str, error: str | None = None) -> None:
         async with self.db.write() as conn:
+            current = await node_messages.find_message(conn, owner, message_id)
+            if current is None or (
+                state != "failed" and STATE_RANK[state] <= STATE_RANK.get(current.state, 0)
+            ):
+                return  # unknown, or would move backwards (a late "sent" after "read")
             record = await node_messages.set_state(conn, owner, message_id, state, error)
         if record is not None:
             self.events.publish(
@@ -161,9 +213,44 @@ class MessagingService:
                 },
             )
 
+    # --- reading ---------------------------------------------------------------------
+
+    async def mark_read(self, username: str, peer: str, up_to: str) -> int:
+        """Mark incoming messages up to ``up_to`` read and tell their sender."""
+        keys = self.keyring.require(username)
+        async with self.db.read() as conn:
+            newest = await node_messages.find_message(conn, username, up_to)
+            if newest is None or newest.peer != peer:
+                raise errors.NotFound("no such message in this conversation", field="up_to")
+            unread = await node_messages.unread_upto(conn, username, peer, newest)
+        if not unread:
+            return 0
+        sender = await self._recipient(peer)
+        now = ms(self.clock)
+        for start in range(0, len(unread), MAX_RECEIPT_IDS):
+            chunk = [m.id for m in unread[start : start + MAX_RECEIPT_IDS]]
+            receipt = self._seal(
+                keys,
+                username,
+                sender,
+                receipt_id("read", username, chunk),
+                now,
+                "receipt",
+                {"status": "read", "message_ids": chunk},
+            )
+            async with self.db.write() as conn:
+                for message_id in chunk:
+                    await node_messages.set_state(conn, username, message_id, "read")
+                await self._enqueue(conn, receipt, now)
+        self._wake()
+        return len(unread)
+
     # --- receiving ------------------------------------------------------------------
 
-    async def receive(self, from_node: str, wire: dict[str, Any]) -> Literal["stored", "duplicate"]:
+    async def receive(
+        self, from_node: str, wire: dict[str, Any], *, relayed: bool = False
+    ) -> Literal["stored", "duplicate"]:
+        """Accept an envelope from ``from_node`` (its home node, or a relay)."""
         try:
             envelope = SealedEnvelope.from_wire(wire)
         except CryptoError as exc:
@@ -172,15 +259,9 @@ class MessagingService:
             hosted = await node_accounts.get_account(conn, envelope.recipient)
         if hosted is None:
             raise errors.UnknownUser(f"{envelope.recipient!r} does not live on this node")
-        sender = await self.directory.resolve(envelope.sender)
-        if sender.home_node != from_node:
-            raise errors.Forbidden(f"node {from_node} may not deliver for {envelope.sender}")
-        if sender.sign_key is None:
-            raise errors.EnvelopeRejected(f"{envelope.sender} has no published key")
-        try:
-            verify_envelope_origin(envelope, sender.sign_key)
-        except CryptoError as exc:
-            raise errors.EnvelopeRejected("the sender's signature does not verify") from exc
+        sender = await self._check_origin(
+            envelope, await self.directory.resolve(envelope.sender), None if relayed else from_node
+        )
 
         keys = self.keyring.get(envelope.recipient)
         if keys is None:
@@ -196,17 +277,56 @@ class MessagingService:
                     now=ms(self.clock),
                 )
             return "stored" if held else "duplicate"
+        assert sender.sign_key is not None
         try:
             opened = open_envelope(envelope, recipient_keys=keys, sender_sign_key=sender.sign_key)
         except CryptoError as exc:
             raise errors.EnvelopeRejected(f"envelope does not open: {exc}") from exc
-        return "stored" if await self._store(opened) else "duplicate"
+        return "stored" if await self._accept(opened, keys, sender) else "duplicate"
 
-    async def _store(self, opened: OpenedEnvelope) -> bool:
+    async def _check_origin(
+        self, envelope: SealedEnvelope, sender: KnownUser, from_node: str | None = None
+    ) -> KnownUser:
+        """Check the sender's outer signature and (unless relayed) that ``from_node``
+        is the sender's home; a cached record that fails is refreshed once, since
+        the sender may have moved or rotated keys since it was cached."""
+        for attempt in range(2):
+            home_ok = from_node is None or sender.home_node == from_node
+            if home_ok and sender.sign_key is not None:
+                try:
+                    verify_envelope_origin(envelope, sender.sign_key)
+                    return sender
+                except CryptoError:
+                    pass
+            if attempt == 0:
+                try:
+                    sender = await self.directory.resolve(envelope.sender, max_age=0)
+                except errors.DirectoryUnavailable:
+                    break
+        if from_node is not None and sender.home_node != from_node:
+            raise errors.Forbidden(f"node {from_node} may not deliver for {envelope.sender}")
+        raise errors.EnvelopeRejected("the sender's signature does not verify")
+
+    async def _accept(self, opened: OpenedEnvelope, keys: UserKeys, sender: KnownUser) -> bool:
+        if opened.kind == "receipt":
+            await self._apply_receipt(opened)
+            return True
         text = opened.body.get("text")
         if opened.kind != "message" or not isinstance(text, str):
             log.info("ignoring envelope %s of kind %s", opened.id, opened.kind)
             return False
+        now = ms(self.clock)
+        receipt = None
+        if sender.box_key is not None:
+            receipt = self._seal(
+                keys,
+                opened.recipient,
+                sender,
+                receipt_id("delivered", opened.recipient, [opened.id]),
+                now,
+                "receipt",
+                {"status": "delivered", "message_ids": [opened.id]},
+            )
         async with self.db.write() as conn:
             record = await node_messages.add_message(
                 conn,
@@ -219,12 +339,30 @@ class MessagingService:
                 body=text,
                 sent_at=opened.sent_at,
                 state="delivered",
-                now=ms(self.clock),
+                now=now,
             )
+            if record is not None and receipt is not None:
+                await self._enqueue(conn, receipt, now)
         if record is None:
             return False
         self.events.publish(opened.recipient, {"type": "message", "message": message_view(record)})
+        self._wake()
         return True
+
+    async def _apply_receipt(self, opened: OpenedEnvelope) -> None:
+        status = opened.body.get("status")
+        ids = opened.body.get("message_ids")
+        if status not in ("delivered", "read") or not isinstance(ids, list):
+            log.info("ignoring malformed receipt %s", opened.id)
+            return
+        for message_id in ids[:MAX_RECEIPT_IDS]:
+            if not isinstance(message_id, str):
+                continue
+            async with self.db.read() as conn:
+                message = await node_messages.find_message(conn, opened.recipient, message_id)
+            # Only the message's recipient can vouch for it.
+            if message is not None and message.direction == "out" and message.peer == opened.sender:
+                await self.set_state(opened.recipient, message_id, str(status))
 
     async def open_held(self, username: str) -> int:
         """Open the envelopes that arrived while ``username`` was logged out."""
@@ -240,11 +378,13 @@ class MessagingService:
             for item in batch:
                 try:
                     envelope = SealedEnvelope.from_wire(json.loads(item.payload))
-                    sender = await self.directory.resolve(envelope.sender, fresh=False)
-                    if sender.sign_key is None:
-                        raise errors.EnvelopeRejected("sender has no key")
+                    sender = await self.directory.resolve(envelope.sender)
+                    sender = await self._check_origin(envelope, sender)
+                    assert sender.sign_key is not None
                     opened = open_envelope(envelope, recipient_keys=keys, sender_sign_key=sender.sign_key)
-                    opened_count += await self._store(opened)
+                    opened_count += await self._accept(opened, keys, sender)
+                except errors.DirectoryUnavailable:
+                    return opened_count  # keep it held; try again at the next login
                 except (CryptoError, errors.FlameError, ValueError) as exc:
                     log.warning("dropping held envelope %s: %s", item.envelope_id, exc)
                 async with self.db.write() as conn:

@@ -29,6 +29,7 @@ nodes = Table(
     Column("public_key", LargeBinary, nullable=False),
     Column("registered_at", BigInteger, nullable=False),
     Column("last_seen", BigInteger, nullable=False),
+    Column("relay", Integer, nullable=False, default=0),
 )
 
 presence = Table(

@@ -65,17 +65,19 @@ async def update_account(conn: AsyncConnection, username: str, now: int, **value
 
 async def get_node(conn: AsyncConnection, node_id: str) -> DirectoryNode | None:
     row = (await conn.execute(select(nodes).where(nodes.c.node_id == node_id))).first()
-    return None if row is None else DirectoryNode(row.node_id, row.url, row.public_key)
+    return None if row is None else DirectoryNode(row.node_id, row.url, row.public_key, bool(row.relay))
 
 
 async def list_nodes(conn: AsyncConnection) -> list[DirectoryNode]:
     rows = await conn.execute(select(nodes).order_by(nodes.c.node_id))
-    return [DirectoryNode(r.node_id, r.url, r.public_key) for r in rows.all()]
+    return [DirectoryNode(r.node_id, r.url, r.public_key, bool(r.relay)) for r in rows.all()]
 
 
 async def put_node(conn: AsyncConnection, node: DirectoryNode, now: int) -> None:
     result = await conn.execute(
-        update(nodes).where(nodes.c.node_id == node.node_id).values(url=node.url, last_seen=now)
+        update(nodes)
+        .where(nodes.c.node_id == node.node_id)
+        .values(url=node.url, last_seen=now, relay=int(node.relay))
     )
     if result.rowcount == 0:
         await conn.execute(
@@ -83,6 +85,7 @@ async def put_node(conn: AsyncConnection, node: DirectoryNode, now: int) -> None
                 node_id=node.node_id,
                 url=node.url,
                 public_key=node.public_key,
+                relay=int(node.relay),
                 registered_at=now,
                 last_seen=now,
             )

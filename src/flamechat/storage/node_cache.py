@@ -65,11 +65,16 @@ async def put_users(conn: AsyncConnection, users: Iterable[KnownUser]) -> None:
 
 async def get_node(conn: AsyncConnection, node_id: str) -> KnownNode | None:
     row = (await conn.execute(select(known_nodes).where(known_nodes.c.node_id == node_id))).first()
-    return None if row is None else KnownNode(row.node_id, row.url, row.public_key)
+    return None if row is None else KnownNode(row.node_id, row.url, row.public_key, bool(row.relay))
+
+
+async def list_nodes(conn: AsyncConnection) -> list[KnownNode]:
+    rows = await conn.execute(select(known_nodes).order_by(known_nodes.c.node_id))
+    return [KnownNode(r.node_id, r.url, r.public_key, bool(r.relay)) for r in rows.all()]
 
 
 async def put_node(conn: AsyncConnection, node: KnownNode, now: int) -> None:
-    values = {"url": node.url, "public_key": node.public_key, "fetched_at": now}
+    values = {"url": node.url, "public_key": node.public_key, "fetched_at": now, "relay": int(node.relay)}
     result = await conn.execute(
         update(known_nodes).where(known_nodes.c.node_id == node.node_id).values(values)
     )

@@ -80,14 +80,39 @@ async def set_state(
 
 
 async def page(
-    conn: AsyncConnection, owner: str, peer: str, *, before: int | None, limit: int
+    conn: AsyncConnection, owner: str, peer: str, *, before: tuple[int, int] | None, limit: int
 ) -> list[MessageRecord]:
-    """Newest ``limit`` messages older than ``before`` (a seq), oldest first."""
+    """Newest ``limit`` messages before the ``(sent_at, seq)`` cursor, oldest first.
+
+    Ordered by the sender's clock, then arrival: envelopes that arrive out
+    of order (one relayed, the next delivered directly) still read in the
+    order they were written.
+    """
     query = select(messages).where(messages.c.owner == owner, messages.c.peer == peer)
     if before is not None:
-        query = query.where(messages.c.seq < before)
-    rows = await conn.execute(query.order_by(messages.c.seq.desc()).limit(limit))
+        sent_at, seq = before
+        query = query.where(
+            (messages.c.sent_at < sent_at) | ((messages.c.sent_at == sent_at) & (messages.c.seq < seq))
+        )
+    rows = await conn.execute(query.order_by(messages.c.sent_at.desc(), messages.c.seq.desc()).limit(limit))
     return [_message(r) for r in reversed(rows.all())]
+
+
+async def unread_upto(
+    conn: AsyncConnection, owner: str, peer: str, up_to: MessageRecord
+) -> list[MessageRecord]:
+    """Incoming messages not yet marked read, up to and including ``up_to``."""
+    rows = await conn.execute(
+        select(messages).where(
+            messages.c.owner == owner,
+            messages.c.peer == peer,
+            messages.c.direction == "in",
+            messages.c.state == "delivered",
+            (messages.c.sent_at < up_to.sent_at)
+            | ((messages.c.sent_at == up_to.sent_at) & (messages.c.seq <= up_to.seq)),
+        )
+    )
+    return [_message(r) for r in rows.all()]
 
 
 # --- outbox -----------------------------------------------------------------------
@@ -132,6 +157,7 @@ def _outbox(row: object) -> OutboxItem:
         attempts=r["attempts"],
         next_attempt_at=r["next_attempt_at"],
         expires_at=r["expires_at"],
+        created_at=r["created_at"],
     )
 
 

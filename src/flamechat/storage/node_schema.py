@@ -71,6 +71,7 @@ known_nodes = Table(
     Column("url", Text, nullable=False),
     Column("public_key", LargeBinary, nullable=False),
     Column("fetched_at", BigInteger, nullable=False),
+    Column("relay", Integer, nullable=False, default=0),
 )
 
 # Conversation history, one row per (owner, envelope). Plaintext at rest on
@@ -123,5 +124,23 @@ inbox = Table(
     UniqueConstraint("recipient", "envelope_id", name="uq_inbox_recipient_envelope"),
 )
 
+# Envelopes this node keeps for other nodes' users while they are unreachable.
+relay_store = Table(
+    "relay_store",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("envelope_id", String(36), nullable=False),
+    Column("recipient", String(32), nullable=False),
+    Column("recipient_node", String(32), nullable=False),
+    Column("depositor", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("deposited_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    UniqueConstraint("envelope_id", "recipient", name="uq_relay_envelope_recipient"),
+)
+
+Index("ix_relay_recipient_node", relay_store.c.recipient_node, relay_store.c.seq)
+Index("ix_messages_order", messages.c.owner, messages.c.peer, messages.c.sent_at, messages.c.seq)
 Index("ix_messages_conversation", messages.c.owner, messages.c.peer, messages.c.seq)
 Index("ix_outbox_due", outbox.c.next_attempt_at)

@@ -41,6 +41,7 @@ class KnownNode:
     node_id: str
     url: str
     public_key: bytes
+    relay: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class OutboxItem:
     attempts: int
     next_attempt_at: int
     expires_at: int
+    created_at: int
 
 
 @dataclass(frozen=True)
@@ -96,3 +98,12 @@ class DirectoryNode:
     node_id: str
     url: str
     public_key: bytes
+    relay: bool = False
+
+
+@dataclass(frozen=True)
+class RelayedEnvelope:
+    seq: int
+    envelope_id: str
+    recipient: str
+    payload: str

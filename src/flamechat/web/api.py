@@ -1,6 +1,5 @@
 """The local API the browser (or a CLI) uses, ``/api/v1``."""
 
-
 import asyncio
 import json
 from collections.abc import AsyncIterator
@@ -102,22 +101,22 @@ def api_router(
         peer: str,
         session: Reader,
         before: Annotated[
-            str | None, Query(pattern=r"^[0-9]{1,18}$", description="cursor from next_cursor")
+            str | None,
+            Query(pattern=r"^[0-9]{1,16}\.[0-9]{1,18}$", description="cursor from next_cursor"),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> dict[str, Any]:
-        rows, next_cursor = await messaging.history(
-            session.username, peer, before=None if before is None else int(before), limit=limit
-        )
-        return {
-            "messages": [message_view(r) for r in rows],
-            "next_cursor": None if next_cursor is None else str(next_cursor),
-        }
+        rows, next_cursor = await messaging.history(session.username, peer, before=before, limit=limit)
+        return {"messages": [message_view(r) for r in rows], "next_cursor": next_cursor}
 
     @router.post("/conversations/{peer}/messages", response_model=models.MessageView, status_code=201)
     async def send(peer: str, body: models.SendMessage, session: Writer) -> dict[str, Any]:
         record = await messaging.send(session.username, peer, body.body, body.id)
         return message_view(record)
+
+    @router.post("/conversations/{peer}/read", response_model=models.ReadMarked)
+    async def mark_read(peer: str, body: models.MarkRead, session: Writer) -> dict[str, Any]:
+        return {"marked": await messaging.mark_read(session.username, peer, body.up_to)}
 
     @router.get("/events", response_class=EventSourceResponse)
     async def stream(session: Reader, request: Request) -> EventSourceResponse:

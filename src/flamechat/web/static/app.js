@@ -113,6 +113,7 @@ function renderMessage(message, { prepend = false } = {}) {
   li.querySelector("time").textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   li.querySelector("time").dateTime = when.toISOString();
   li.querySelector(".state").textContent = message.direction === "out" ? STATE_LABEL[message.state] || message.state : "";
+  if (message.direction === "in") li.querySelector(".state").hidden = true;
   li.title = message.error || "";
   return li;
 }
@@ -127,6 +128,24 @@ function setMessageState(id, newState, error) {
   li.querySelector(".state").textContent = STATE_LABEL[newState] || newState;
   li.title = error || "";
 }
+
+// Read receipts: the newest incoming message shown in a visible tab, and all before it, are read.
+let readTimer = null;
+function markReadSoon() {
+  if (readTimer) return;
+  readTimer = setTimeout(async () => {
+    readTimer = null;
+    if (!state.peer || document.visibilityState !== "visible") return;
+    const unread = document.querySelectorAll("#messages li.message.in.delivered");
+    if (!unread.length) return;
+    const newest = unread[unread.length - 1];
+    try {
+      await api("POST", `/conversations/${encodeURIComponent(state.peer)}/read`, { up_to: newest.dataset.id });
+      unread.forEach((li) => setMessageState(li.dataset.id, "read"));
+    } catch (exc) { /* retried at the next message or focus */ }
+  }, 300);
+}
+document.addEventListener("visibilitychange", markReadSoon);
 
 function scrollToEnd() { const list = $("messages"); list.scrollTop = list.scrollHeight; }
 
@@ -144,6 +163,7 @@ async function openConversation(peer) {
   state.oldestCursor = page.next_cursor;
   $("load-older").hidden = !page.next_cursor;
   scrollToEnd();
+  markReadSoon();
   $("message-input").focus();
 }
 
@@ -182,7 +202,7 @@ function onEvent(event) {
   switch (event.type) {
     case "message": {
       const m = event.message;
-      if (m.conversation === state.peer) { renderMessage(m); scrollToEnd(); }
+      if (m.conversation === state.peer) { renderMessage(m); scrollToEnd(); markReadSoon(); }
       else if (m.direction === "in") {
         const li = userItem(m.conversation);
         if (li) { const badge = li.querySelector(".unread"); badge.hidden = false; badge.textContent = String((+badge.textContent || 0) + 1); }

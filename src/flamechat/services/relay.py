@@ -1,0 +1,209 @@
+"""Relays: holding sealed envelopes for an unreachable node, and using relays.
+
+Three roles, one service:
+
+* **relay** — another node deposits an envelope for a user of a third node.
+  The relay checks the sender's signature (so it stores nothing forged) but
+  cannot read the content. Storage is bounded per recipient and per
+  depositing node, and expires.
+* **depositor** — when a recipient's node stays unreachable past
+  ``relay_after``, the outbox worker hands the envelope to a relay. Relays
+  are tried in rendezvous-hash order for the recipient's node, so deposits
+  for one node tend to land on the same relay.
+* **collector** — a node asks every relay for its users' envelopes at
+  start-up, periodically and when a user logs in, stores them like direct
+  deliveries (idempotent by id), then acknowledges them so the relay
+  deletes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+from typing import Any
+
+from flamechat.crypto import SealedEnvelope, verify_envelope_origin
+from flamechat.crypto.errors import CryptoError
+from flamechat.protocol import errors
+from flamechat.services.clock import Clock, ms
+from flamechat.services.directory_view import DirectoryView
+from flamechat.services.messaging import MessagingService
+from flamechat.services.ports import PeerPort, TransportError
+from flamechat.storage import node_relay
+from flamechat.storage.database import Database
+from flamechat.storage.records import KnownNode, RelayedEnvelope
+
+log = logging.getLogger(__name__)
+
+COLLECT_BATCH = 100
+MAX_COLLECT_ROUNDS = 1000
+
+
+class RelayQuotaExceeded(errors.FlameError):
+    """The relay holds as much as it will for this recipient or depositor."""
+
+    status = 507
+    code = "relay_quota_exceeded"
+
+
+class RelayDisabled(errors.Forbidden):
+    code = "relay_disabled"
+
+
+def rendezvous_order(relays: list[KnownNode], key: str) -> list[KnownNode]:
+    """Highest-random-weight order of ``relays`` for ``key`` (stable, spread)."""
+    return sorted(relays, key=lambda n: hashlib.sha256(f"{key}|{n.node_id}".encode()).digest(), reverse=True)
+
+
+class RelayService:
+    def __init__(
+        self,
+        db: Database,
+        directory: DirectoryView,
+        peers: PeerPort,
+        messaging: MessagingService,
+        clock: Clock,
+        *,
+        node_id: str,
+        offer: bool = True,
+        max_per_recipient: int = 10_000,
+        max_per_depositor: int = 100_000,
+        ttl: float = 14 * 24 * 3600,
+        collect_interval: float = 30.0,
+    ) -> None:
+        self.db = db
+        self.directory = directory
+        self.peers = peers
+        self.messaging = messaging
+        self.clock = clock
+        self.node_id = node_id
+        self.offer = offer
+        self.max_per_recipient = max_per_recipient
+        self.max_per_depositor = max_per_depositor
+        self.ttl = ttl
+        self.collect_interval = collect_interval
+        self._collect_now = asyncio.Event()
+
+    # --- as a relay ------------------------------------------------------------------
+
+    async def accept(self, depositor: str, recipient_node: str, wire: dict[str, Any]) -> str:
+        if not self.offer:
+            raise RelayDisabled("this node does not offer relaying")
+        if recipient_node == self.node_id:
+            raise errors.InvalidRequest("deliver to this node directly", field="recipient_node")
+        try:
+            envelope = SealedEnvelope.from_wire(wire)
+        except CryptoError as exc:
+            raise errors.InvalidRequest(str(exc), field="envelope") from exc
+        sender = await self.directory.resolve(envelope.sender)
+        if sender.sign_key is None:
+            raise errors.EnvelopeRejected(f"{envelope.sender} has no published key")
+        try:
+            verify_envelope_origin(envelope, sender.sign_key)
+        except CryptoError as exc:
+            raise errors.EnvelopeRejected("the sender's signature does not verify") from exc
+        recipient = await self.directory.resolve(envelope.recipient)
+        if recipient.home_node != recipient_node:
+            raise errors.InvalidRequest(
+                f"{envelope.recipient} does not live on {recipient_node}", field="recipient_node"
+            )
+        now = ms(self.clock)
+        async with self.db.write() as conn:
+            if await node_relay.holds(conn, envelope.id, envelope.recipient):
+                return "duplicate"
+            for_recipient, from_depositor = await node_relay.counts(
+                conn, recipient=envelope.recipient, depositor=depositor
+            )
+            if for_recipient >= self.max_per_recipient or from_depositor >= self.max_per_depositor:
+                raise RelayQuotaExceeded("this relay is full for that recipient or depositor")
+            await node_relay.deposit(
+                conn,
+                envelope_id=envelope.id,
+                recipient=envelope.recipient,
+                recipient_node=recipient_node,
+                depositor=depositor,
+                payload=json.dumps(wire),
+                now=now,
+                expires_at=now + int(self.ttl * 1000),
+            )
+        return "stored"
+
+    async def pending(self, recipient_node: str, limit: int) -> list[RelayedEnvelope]:
+        async with self.db.read() as conn:
+            return await node_relay.pending_for(conn, recipient_node, ms(self.clock), limit)
+
+    async def acknowledge(self, recipient_node: str, seqs: list[int]) -> int:
+        async with self.db.write() as conn:
+            return await node_relay.acknowledge(conn, recipient_node, seqs)
+
+    # --- as a depositor ----------------------------------------------------------------
+
+    async def deposit(self, recipient_node: str, wire: dict[str, Any]) -> str | None:
+        """Hand ``wire`` to the first relay that takes it; its node id, or None."""
+        relays = [r for r in await self.directory.relays() if r.node_id not in (self.node_id, recipient_node)]
+        for relay in rendezvous_order(relays, recipient_node):
+            try:
+                await self.peers.deposit(relay.url, recipient_node, wire)
+            except TransportError as exc:
+                log.info("relay %s refused or unreachable: %s", relay.node_id, exc)
+                continue
+            return relay.node_id
+        return None
+
+    # --- as a collector ------------------------------------------------------------------
+
+    def collect_soon(self) -> None:
+        self._collect_now.set()
+
+    async def collect(self) -> int:
+        """Fetch, store and acknowledge this node's envelopes from every relay."""
+        relays = [r for r in await self.directory.relays() if r.node_id != self.node_id]
+        results = await asyncio.gather(*(self._collect_from(r) for r in relays), return_exceptions=True)
+        total = 0
+        for relay, result in zip(relays, results, strict=True):
+            if isinstance(result, BaseException):
+                log.debug("collecting from relay %s failed: %s", relay.node_id, result)
+            else:
+                total += result
+        return total
+
+    async def _collect_from(self, relay: KnownNode) -> int:
+        stored = 0
+        for _ in range(MAX_COLLECT_ROUNDS):
+            answer = await self.peers.fetch_relayed(relay.url, COLLECT_BATCH)
+            items = answer.get("envelopes", [])
+            if not items:
+                break
+            done: list[int] = []
+            for item in items:
+                try:
+                    status = await self.messaging.receive(relay.node_id, item["envelope"], relayed=True)
+                    stored += status == "stored"
+                except errors.DirectoryUnavailable:
+                    break  # cannot check it now; leave it (and the rest) at the relay
+                except errors.FlameError as exc:
+                    log.warning("dropping relayed envelope from %s: %s", relay.node_id, exc.message)
+                done.append(int(item["seq"]))
+            if done:
+                await self.peers.ack_relayed(relay.url, done)
+            if len(done) < len(items):
+                break
+        return stored
+
+    async def run(self) -> None:
+        """Collect at start, every ``collect_interval`` and on demand; purge expired."""
+        while True:
+            try:
+                count = await self.collect()
+                if count:
+                    log.info("collected %d envelopes from relays", count)
+                async with self.db.write() as conn:
+                    await node_relay.purge_expired(conn, ms(self.clock))
+            except Exception:
+                log.exception("relay collection round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._collect_now.wait(), timeout=self.collect_interval)
+            self._collect_now.clear()
