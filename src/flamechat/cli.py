@@ -204,6 +204,48 @@ def directory(**options: Any) -> None:
     show_default=True,
     help="Seconds a relay keeps an uncollected envelope.",
 )
+@click.option(
+    "--idle-away-seconds",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Idle time in the browser before the status turns to away.",
+)
+@click.option(
+    "--messages-per-minute",
+    type=int,
+    default=120,
+    show_default=True,
+    help="Messages one user may send per minute.",
+)
+@click.option(
+    "--bytes-per-minute",
+    type=int,
+    default=20 * 1024 * 1024,
+    show_default=True,
+    help="Bytes of messages one user may send per minute.",
+)
+@click.option(
+    "--peer-requests-per-second",
+    type=int,
+    default=200,
+    show_default=True,
+    help="Federation requests accepted from one peer node per second.",
+)
+@click.option(
+    "--logins-per-minute-per-address",
+    type=int,
+    default=30,
+    show_default=True,
+    help="Login attempts from one client address per minute.",
+)
+@click.option(
+    "--logins-per-minute-per-account",
+    type=int,
+    default=10,
+    show_default=True,
+    help="Login attempts on one account per minute (failures also back off).",
+)
 def node(**options: Any) -> None:
     """Run a node that hosts users."""
     from flamechat.node import create_node_app
@@ -344,6 +386,83 @@ def forget_user(username: str, data_dir: Path) -> None:
 
     _run_admin(run())
     click.echo(f"{username} forgotten; their next login creates new keys")
+
+
+def _node_blocks(data_dir: Path, action: str, kind: str, value: str) -> None:
+    from flamechat.node import build_node
+
+    node = build_node(NodeSettings(data_dir=data_dir))
+
+    async def run() -> None:
+        try:
+            if action == "block":
+                await node.blocks.admin_block(kind, value)
+            else:
+                await node.blocks.admin_unblock(kind, value)
+        finally:
+            await node.db.close()
+
+    _run_admin(run())
+    click.echo(f"{action}ed {kind} {value}")
+
+
+_node_data_dir = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path("flame-data/node"),
+    show_default=True,
+    help="The node's data folder.",
+)
+
+
+@node_admin.command("block-node")
+@click.argument("node_id")
+@_node_data_dir
+def block_node(node_id: str, data_dir: Path) -> None:
+    """Refuse every federation request from a node."""
+    _node_blocks(data_dir, "block", "node", node_id)
+
+
+@node_admin.command("unblock-node")
+@click.argument("node_id")
+@_node_data_dir
+def unblock_node(node_id: str, data_dir: Path) -> None:
+    """Accept a blocked node again."""
+    _node_blocks(data_dir, "unblock", "node", node_id)
+
+
+@node_admin.command("block-user")
+@click.argument("username")
+@_node_data_dir
+def block_user(username: str, data_dir: Path) -> None:
+    """Drop a user's envelopes for everyone on this node."""
+    _node_blocks(data_dir, "block", "user", username)
+
+
+@node_admin.command("unblock-user")
+@click.argument("username")
+@_node_data_dir
+def unblock_user(username: str, data_dir: Path) -> None:
+    """Accept a blocked user's envelopes again."""
+    _node_blocks(data_dir, "unblock", "user", username)
+
+
+@node_admin.command("blocks")
+@_node_data_dir
+def list_blocks(data_dir: Path) -> None:
+    """List the operator's blocks."""
+    from flamechat.node import build_node
+
+    node = build_node(NodeSettings(data_dir=data_dir))
+
+    async def run() -> None:
+        try:
+            for kind, value in await node.blocks.admin_list():
+                click.echo(f"{kind}\t{value}")
+        finally:
+            await node.db.close()
+
+    _run_admin(run())
 
 
 @main.command()

@@ -50,6 +50,12 @@ class NodeSettings:
     relay_max_per_recipient: int = 10_000
     relay_max_per_depositor: int = 100_000
     relay_ttl: float = 14 * 24 * 3600.0
+    idle_away_seconds: float = 300.0
+    messages_per_minute: int = 120
+    bytes_per_minute: int = 20 * 1024 * 1024
+    peer_requests_per_second: int = 200
+    logins_per_minute_per_address: int = 30
+    logins_per_minute_per_account: int = 10
 
     @property
     def url(self) -> str:

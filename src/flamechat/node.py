@@ -29,6 +29,7 @@ from flamechat.httpapi.signed import RequestVerifier
 from flamechat.keyfile import load_or_create_key
 from flamechat.protocol import errors
 from flamechat.services.accounts import AccountService
+from flamechat.services.blocks import BlockService
 from flamechat.services.clock import Clock, SystemClock
 from flamechat.services.delivery import DeliveryWorker
 from flamechat.services.directory_view import DirectoryView
@@ -37,11 +38,15 @@ from flamechat.services.keyring import KeyRing
 from flamechat.services.messaging import MessagingService
 from flamechat.services.passwords import make_hasher
 from flamechat.services.presence import PresenceService
+from flamechat.services.profiles import ProfileService
+from flamechat.services.ratelimit import RateLimits, RateSettings
 from flamechat.services.relay import RelayService
+from flamechat.services.search import SearchService
 from flamechat.storage.database import Database, migrate, sqlite_url
 from flamechat.web.api import api_router
 from flamechat.web.pages import CSP, page_router
 from flamechat.web.security import cookie_name
+from flamechat.web.social_api import social_router
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "web" / "static"
@@ -61,6 +66,10 @@ class Node:
     relay: RelayService
     delivery: DeliveryWorker
     presence: PresenceService
+    blocks: BlockService
+    limits: RateLimits
+    profiles: ProfileService
+    search: SearchService
 
     async def register_until_done(self) -> None:
         """Register with the directory, retrying while it is unreachable."""
@@ -109,8 +118,27 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
         kdf=kdf,
         session_ttl=settings.session_ttl,
     )
+    blocks = BlockService(db, clock)
+    limits = RateLimits(
+        RateSettings(
+            messages_per_minute=settings.messages_per_minute,
+            bytes_per_minute=settings.bytes_per_minute,
+            peer_requests_per_second=settings.peer_requests_per_second,
+            logins_per_minute_per_address=settings.logins_per_minute_per_address,
+            logins_per_minute_per_account=settings.logins_per_minute_per_account,
+        ),
+        clock,
+    )
     messaging = MessagingService(
-        db, directory, keyring, events, clock, node_id=key.node_id, outbox_ttl=settings.outbox_ttl
+        db,
+        directory,
+        keyring,
+        events,
+        blocks,
+        limits,
+        clock,
+        node_id=key.node_id,
+        outbox_ttl=settings.outbox_ttl,
     )
     peers = HttpPeers(client)
     relay = RelayService(
@@ -146,8 +174,17 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
 
     accounts.on_unlock(after_login)
     presence = PresenceService(
-        events, directory, peers, node_id=key.node_id, interval=settings.presence_interval
+        db,
+        events,
+        directory,
+        peers,
+        blocks,
+        clock,
+        node_id=key.node_id,
+        interval=settings.presence_interval,
     )
+    profiles = ProfileService(db, directory, peers, keyring, clock, node_id=key.node_id)
+    search = SearchService(db, directory, profiles)
     return Node(
         settings,
         key,
@@ -161,6 +198,10 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
         relay,
         delivery,
         presence,
+        blocks,
+        limits,
+        profiles,
+        search,
     )
 
 
@@ -207,9 +248,21 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
             directory=node.directory,
             messaging=node.messaging,
             events=node.events,
+            blocks=node.blocks,
+            limits=node.limits,
             node_id=node.key.node_id,
             cookie=cookie,
             session_ttl=int(settings.session_ttl),
+        )
+    )
+    app.include_router(
+        social_router(
+            accounts=node.accounts,
+            profiles=node.profiles,
+            presence=node.presence,
+            blocks=node.blocks,
+            search=node.search,
+            cookie=cookie,
         )
     )
 
@@ -217,17 +270,24 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
         known = await node.directory.node(node_id)
         return None if known is None else known.public_key
 
-    app.include_router(
-        federation_router(node.messaging, node.relay, node.presence, RequestVerifier(node_key, clock))
-    )
+    async def admit(node_id: str) -> None:
+        await node.blocks.refuse_node(node_id)
+        await node.limits.hit("peer", node_id)
+
+    verifier = RequestVerifier(node_key, clock, admit=admit)
+
+    app.include_router(federation_router(node.messaging, node.relay, node.presence, node.profiles, verifier))
     app.include_router(
         page_router(
             accounts=node.accounts,
             directory=node.directory,
-            events=node.events,
+            profiles=node.profiles,
+            presence=node.presence,
+            blocks=node.blocks,
             node_id=node.key.node_id,
             cookie=cookie,
             node_url=settings.url,
+            idle_away_seconds=settings.idle_away_seconds,
         )
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -21,6 +21,7 @@ from flamechat.services.clock import Clock, SystemClock
 from flamechat.services.directory import DirectoryService
 from flamechat.services.passwords import make_hasher
 from flamechat.storage.database import Database, migrate, sqlite_url
+from flamechat.storage.records import PresenceEntry
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": models.ErrorBody, "description": "unsigned, badly signed, unknown node or replay"},
@@ -82,7 +83,10 @@ def directory_router(service: DirectoryService, verifier: RequestVerifier) -> AP
         signer = await verifier.verify(request)
         if signer != node_id:
             raise BadNodeSignature("a node may only report its own presence")
-        await service.report_presence(node_id, body.online)
+        entries = [
+            PresenceEntry(u.username, u.status, u.status_text, tuple(u.hidden_from)) for u in body.users
+        ]
+        await service.report_presence(node_id, entries)
 
     @router.post("/logins", response_model=models.SignedUser)
     async def check_login(body: models.LoginCheck, request: Request) -> dict[str, Any]:
@@ -96,15 +100,22 @@ def directory_router(service: DirectoryService, verifier: RequestVerifier) -> AP
             node_id, username, body.sign_key, body.box_key, body.binding_signature
         )
 
+    @router.put("/users/{username}/card", response_model=models.SignedUser)
+    async def set_card(username: str, body: models.UserCard, request: Request) -> dict[str, Any]:
+        node_id = await verifier.verify(request)
+        return await service.set_card(
+            node_id, username, display_name=body.display_name, title=body.title, department=body.department
+        )
+
     @router.get("/users", response_model=models.SignedUserList)
     async def users(request: Request) -> dict[str, Any]:
-        await verifier.verify(request)
-        return await service.users()
+        node_id = await verifier.verify(request)
+        return await service.users(asking_node=node_id)
 
     @router.get("/users/{username}", response_model=models.SignedUser)
     async def user(username: str, request: Request) -> dict[str, Any]:
-        await verifier.verify(request)
-        return await service.user(username)
+        node_id = await verifier.verify(request)
+        return await service.user(username, asking_node=node_id)
 
     return router
 

@@ -43,8 +43,26 @@ class SignedClient:
             self._session = None
 
     async def call(
-        self, method: str, url: str, body: dict[str, Any] | None = None, *, timeout: float | None = None
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
+        status, raw = await self.call_raw(method, url, body, timeout=timeout)
+        try:
+            answer = json.loads(raw) if raw else {}
+        except ValueError:
+            answer = {}
+        if status >= 400 or not isinstance(answer, dict):
+            raise _refusal(method, url, status, answer)
+        return answer
+
+    async def call_raw(
+        self, method: str, url: str, body: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> tuple[int, bytes]:
+        """Signed request; (status, body bytes). Transport failures raise TransportError."""
         await self.start()
         assert self._session is not None
         data = b"" if body is None else json.dumps(body).encode()
@@ -65,21 +83,19 @@ class SignedClient:
             raise TransportError(f"{method} {url}: {type(exc).__name__} {exc}", transient=True) from exc
         if len(raw) > MAX_ANSWER_BYTES:
             raise TransportError(f"{method} {url}: answer too large", transient=False, status=status)
-        try:
-            answer = json.loads(raw) if raw else {}
-        except ValueError:
-            answer = {}
-        if status >= 400 or not isinstance(answer, dict):
-            error = answer.get("error", {}) if isinstance(answer, dict) else {}
-            code = error.get("code") if isinstance(error, dict) else None
-            message = error.get("message") if isinstance(error, dict) else None
-            raise TransportError(
-                f"{method} {url}: {status} {message or ''}".strip(),
-                transient=status >= 500 or status == 429,
-                status=status,
-                code=code,
-            )
-        return answer
+        return status, raw
+
+
+def _refusal(method: str, url: str, status: int, answer: Any) -> TransportError:
+    error = answer.get("error", {}) if isinstance(answer, dict) else {}
+    code = error.get("code") if isinstance(error, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return TransportError(
+        f"{method} {url}: {status} {message or ''}".strip(),
+        transient=status >= 500 or status == 429,
+        status=status,
+        code=code,
+    )
 
 
 class HttpDirectory:
@@ -118,8 +134,11 @@ class HttpDirectory:
     async def list_users(self) -> dict[str, Any]:
         return await self._call("GET", "/users")
 
-    async def report_presence(self, online: list[str]) -> None:
-        await self._call("PUT", f"/nodes/{self.client.key.node_id}/presence", {"online": online})
+    async def report_presence(self, users: list[dict[str, Any]]) -> None:
+        await self._call("PUT", f"/nodes/{self.client.key.node_id}/presence", {"users": users})
+
+    async def set_card(self, username: str, card: dict[str, str]) -> dict[str, Any]:
+        return await self._call("PUT", f"/users/{quote(username, safe='')}/card", dict(card))
 
 
 class HttpPeers:
@@ -150,3 +169,14 @@ class HttpPeers:
 
     async def presence(self, node_url: str) -> dict[str, Any]:
         return await self.client.call("GET", self._url(node_url, "/presence"), timeout=self.presence_timeout)
+
+    async def profile(self, node_url: str, username: str) -> dict[str, Any]:
+        path = f"/profiles/{quote(username, safe='')}"
+        return await self.client.call("GET", self._url(node_url, path), timeout=self.presence_timeout)
+
+    async def avatar(self, node_url: str, username: str) -> bytes:
+        url = self._url(node_url, f"/profiles/{quote(username, safe='')}/avatar")
+        status, raw = await self.client.call_raw("GET", url, timeout=self.presence_timeout)
+        if status >= 400:
+            raise _refusal("GET", url, status, {})
+        return raw

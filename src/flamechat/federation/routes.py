@@ -4,6 +4,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 
 from flamechat import __version__
 from flamechat.httpapi.signed import RequestVerifier
@@ -11,6 +12,7 @@ from flamechat.protocol import errors, models
 from flamechat.protocol.versions import FEATURES, PROTOCOL_VERSIONS
 from flamechat.services.messaging import MessagingService
 from flamechat.services.presence import PresenceService
+from flamechat.services.profiles import ProfileService
 from flamechat.services.relay import RelayService
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -26,6 +28,7 @@ def federation_router(
     messaging: MessagingService,
     relay: RelayService,
     presence: PresenceService,
+    profiles: ProfileService,
     verifier: RequestVerifier,
 ) -> APIRouter:
     router = APIRouter(prefix="/federation/v1", tags=["federation"], responses=ERRORS)
@@ -69,7 +72,32 @@ def federation_router(
 
     @router.get("/presence", response_model=models.PresenceAnswer)
     async def who_is_online(request: Request) -> dict[str, Any]:
+        node_id = await verifier.verify(request)
+        entries = await presence.for_node(node_id)
+        return {
+            "users": [
+                {
+                    "username": e.username,
+                    "status": e.status,
+                    "status_text": e.status_text,
+                    "hidden_from": list(e.hidden_from),
+                }
+                for e in entries
+            ]
+        }
+
+    @router.get("/profiles/{username}", response_model=models.SignedProfile)
+    async def profile(username: str, request: Request) -> dict[str, Any]:
         await verifier.verify(request)
-        return {"online": presence.online()}
+        return await profiles.signed(username)
+
+    @router.get(
+        "/profiles/{username}/avatar",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}},
+    )
+    async def avatar(username: str, request: Request) -> Response:
+        await verifier.verify(request)
+        return Response(await profiles.avatar(username), media_type="image/png")
 
     return router

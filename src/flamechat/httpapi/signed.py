@@ -19,6 +19,7 @@ from flamechat.protocol.replay import ReplayGuard
 from flamechat.services.clock import Clock
 
 KeyLookup = Callable[[str], Awaitable[bytes | None]]
+AdmitNode = Callable[[str], Awaitable[None]]
 
 
 def request_target(request: Request) -> str:
@@ -30,10 +31,20 @@ def request_target(request: Request) -> str:
 
 
 class RequestVerifier:
-    def __init__(self, keys: KeyLookup, clock: Clock, guard: ReplayGuard | None = None) -> None:
+    def __init__(
+        self,
+        keys: KeyLookup,
+        clock: Clock,
+        guard: ReplayGuard | None = None,
+        *,
+        admit: AdmitNode | None = None,
+    ) -> None:
+        """``admit(node_id)`` runs after a signature verifies and may refuse the
+        node (operator block, rate limit) by raising a FlameError."""
         self.keys = keys
         self.clock = clock
         self.guard = guard or ReplayGuard()
+        self.admit = admit
 
     async def verify(self, request: Request, *, public_key: bytes | None = None) -> str:
         """Return the calling node's id, or raise a 401 error. Nothing is stored before."""
@@ -54,6 +65,8 @@ class RequestVerifier:
             raise errors.BadNodeSignature("request signature does not verify") from exc
         if not self.guard.check(f"{headers.node_id}:{headers.nonce}", headers.timestamp, now):
             raise errors.ReplayedRequest("this request was already received")
+        if self.admit is not None:
+            await self.admit(headers.node_id)
         return headers.node_id
 
 

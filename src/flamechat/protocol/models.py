@@ -83,7 +83,7 @@ class RelayAcked(BaseModel):
 
 
 class PresenceAnswer(BaseModel):
-    online: list[str]
+    users: list[PresenceItem]
 
 
 # --- directory ----------------------------------------------------------------
@@ -127,8 +127,27 @@ class PublishKeys(Strict):
     )
 
 
+Status = Literal["online", "away", "busy"]
+ShownStatus = Literal["online", "away", "busy", "offline"]
+ChosenStatus = Literal["online", "away", "busy", "invisible"]
+StatusText = Annotated[str, Field(max_length=140)]
+
+
+class PresenceItem(Strict):
+    username: Username
+    status: Status = "online"
+    status_text: StatusText = ""
+    hidden_from: list[Username] = Field(default_factory=list, max_length=10_000)
+
+
 class PresenceReport(Strict):
-    online: list[Username] = Field(max_length=10_000)
+    users: list[PresenceItem] = Field(max_length=10_000)
+
+
+class UserCard(Strict):
+    display_name: Annotated[str, Field(min_length=1, max_length=80)]
+    title: Annotated[str, Field(max_length=80)] = ""
+    department: Annotated[str, Field(max_length=80)] = ""
 
 
 class UserRecord(BaseModel):
@@ -140,6 +159,13 @@ class UserRecord(BaseModel):
     box_key: str | None
     binding_signature: str | None
     online: bool
+    status: ShownStatus = "offline"
+    status_text: str = ""
+    title: str = ""
+    department: str = ""
+    hidden_from: list[str] = Field(
+        default_factory=list, description="users of the asking node who must see this user offline"
+    )
 
 
 class SignedUser(BaseModel):
@@ -196,22 +222,93 @@ class MessageView(BaseModel):
     state: Literal["pending", "sent", "delivered", "read", "failed"]
     direction: Literal["in", "out"]
     error: str | None = None
+    html: str | None = Field(
+        default=None, description="the body rendered from its Markdown subset, sanitised"
+    )
 
 
 class MessagePage(BaseModel):
     messages: list[MessageView]
-    next_cursor: str | None
+    next_cursor: str | None = Field(description="pass as `before` for older messages")
+    newer_cursor: str | None = Field(
+        default=None, description="pass as `after` for newer messages (when paging forward)"
+    )
 
 
 class UserView(BaseModel):
     username: str
     display_name: str
     online: bool
+    status: ShownStatus = "offline"
+    status_text: str = ""
+    title: str = ""
+    department: str = ""
     node_url: str | None
     local: bool
+    blocked: bool = False
 
 
 class UserList(BaseModel):
     users: list[UserView]
     source: Literal["directory", "cache"]
     fetched_at: int | None
+
+
+class SetStatus(Strict):
+    status: ChosenStatus
+    status_text: StatusText = ""
+
+
+class StatusView(BaseModel):
+    status: ChosenStatus
+    status_text: str
+
+
+ShortText = Annotated[str, Field(max_length=80)]
+
+
+class EditProfile(Strict):
+    display_name: Annotated[str, Field(min_length=1, max_length=80)]
+    title: ShortText = ""
+    department: ShortText = ""
+    location: ShortText = ""
+    about: Annotated[str, Field(max_length=2000)] = ""
+
+
+class ProfileView(BaseModel):
+    username: str
+    display_name: str
+    title: str = ""
+    department: str = ""
+    location: str = ""
+    about: str = ""
+    avatar_sha256: str | None = None
+    updated_at: int | None = None
+    stale: bool = False
+    blocked: bool = False
+
+
+class BlockList(BaseModel):
+    blocked: list[str]
+
+
+class PersonHit(BaseModel):
+    username: str
+    display_name: str
+    title: str
+    department: str
+
+
+class MessageHit(BaseModel):
+    message: MessageView
+    snippet: str = Field(description="matched words between \\u0002 and \\u0003")
+
+
+class SearchResults(BaseModel):
+    people: list[PersonHit]
+    messages: list[MessageHit]
+
+
+class SignedProfile(BaseModel):
+    profile: dict[str, str | int | None]
+    signature: str

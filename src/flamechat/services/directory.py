@@ -26,7 +26,7 @@ from flamechat.services.clock import Clock, ms
 from flamechat.services.passwords import verify_password
 from flamechat.storage import directory_store as store
 from flamechat.storage.database import Database
-from flamechat.storage.records import DirectoryAccount, DirectoryNode
+from flamechat.storage.records import DirectoryAccount, DirectoryNode, PresenceEntry
 
 NODES_PURPOSE = "directory-nodes"
 USER_PURPOSE = "directory-user"
@@ -168,7 +168,7 @@ class DirectoryService:
                 f"{username} lives on another node; log in there",
                 home_url=None if home is None else home.url,
             )
-        return await self.user(username)
+        return await self.user(username, asking_node=node_id)
 
     async def publish_keys(
         self, node_id: str, username: str, sign_key: str, box_key: str, binding_signature: str
@@ -197,37 +197,69 @@ class DirectoryService:
                 box_key=box_raw,
                 binding_signature=sig_raw,
             )
-        return await self.user(username)
+        return await self.user(username, asking_node=node_id)
 
-    async def user(self, username: str) -> dict[str, Any]:
+    async def set_card(
+        self, node_id: str, username: str, *, display_name: str, title: str, department: str
+    ) -> dict[str, Any]:
+        """The home node publishes what people search by: name, title, department."""
+        async with self.db.write() as conn:
+            account = await store.get_account(conn, username)
+            if account is None:
+                raise errors.UnknownUser(f"no user {username!r}")
+            if account.home_node != node_id:
+                raise errors.Forbidden("only the user's home node may change their card")
+            await store.update_account(
+                conn,
+                username,
+                ms(self.clock),
+                display_name=display_name,
+                title=title,
+                department=department,
+            )
+        return await self.user(username, asking_node=node_id)
+
+    async def user(self, username: str, *, asking_node: str | None = None) -> dict[str, Any]:
         async with self.db.read() as conn:
             account = await store.get_account(conn, username)
             if account is None or account.disabled:
                 raise errors.UnknownUser(f"no user {username!r}")
             nodes = {n.node_id: n for n in await store.list_nodes(conn)}
             online = await store.online_users(conn, self._presence_since())
-        signed = {"user": _record(account, nodes, online), "issued_at": ms(self.clock)}
+            homed = await self._homed_on(conn, asking_node)
+        record = _record(account, nodes, online, homed)
+        signed = {"user": record, "issued_at": ms(self.clock)}
         return {**signed, "signature": b64encode(sign_document(self.key, USER_PURPOSE, signed))}
 
-    async def users(self) -> dict[str, Any]:
+    async def users(self, *, asking_node: str | None = None) -> dict[str, Any]:
         async with self.db.read() as conn:
             accounts = await store.list_accounts(conn)
             nodes = {n.node_id: n for n in await store.list_nodes(conn)}
             online = await store.online_users(conn, self._presence_since())
-        records = [_record(a, nodes, online) for a in accounts if not a.disabled]
+        homed = {a.username for a in accounts if asking_node and a.home_node == asking_node}
+        records = [_record(a, nodes, online, homed) for a in accounts if not a.disabled]
         signed = {"users": records, "issued_at": ms(self.clock)}
         return {**signed, "signature": b64encode(sign_document(self.key, USERS_PURPOSE, signed))}
 
     # --- presence --------------------------------------------------------------------
 
-    async def report_presence(self, node_id: str, online: list[str]) -> None:
+    async def report_presence(self, node_id: str, entries: list[PresenceEntry]) -> None:
+        """A node says which of its users are online, with status and who blocks whom."""
         async with self.db.write() as conn:
             accounts = {a.username: a for a in await store.list_accounts(conn)}
-            hosted = [u for u in online if u in accounts and accounts[u].home_node == node_id]
+            hosted = [
+                e for e in entries if e.username in accounts and accounts[e.username].home_node == node_id
+            ]
             await store.replace_presence(conn, node_id, hosted, ms(self.clock))
             node = await store.get_node(conn, node_id)
             if node is not None:
                 await store.put_node(conn, node, ms(self.clock))
+
+    @staticmethod
+    async def _homed_on(conn: Any, node_id: str | None) -> set[str]:
+        if node_id is None:
+            return set()
+        return {a.username for a in await store.list_accounts(conn) if a.home_node == node_id}
 
     def _presence_since(self) -> int:
         return ms(self.clock) - int(self.presence_ttl * 1000)
@@ -240,11 +272,21 @@ def _check_password(password: str) -> None:
         )
 
 
-def _record(account: DirectoryAccount, nodes: dict[str, DirectoryNode], online: set[str]) -> dict[str, Any]:
+def _record(
+    account: DirectoryAccount,
+    nodes: dict[str, DirectoryNode],
+    online: dict[str, PresenceEntry],
+    asking_users: set[str],
+) -> dict[str, Any]:
+    """A user's public record. ``hidden_from`` names only users of the asking
+    node, so each node learns just the blocks it must enforce for its users."""
     node = nodes.get(account.home_node or "")
+    presence = online.get(account.username)
     return {
         "username": account.username,
         "display_name": account.display_name,
+        "title": account.title,
+        "department": account.department,
         "home_node": account.home_node,
         "node_url": None if node is None else node.url,
         "sign_key": None if account.sign_key is None else b64encode(account.sign_key),
@@ -252,5 +294,8 @@ def _record(account: DirectoryAccount, nodes: dict[str, DirectoryNode], online: 
         "binding_signature": (
             None if account.binding_signature is None else b64encode(account.binding_signature)
         ),
-        "online": account.username in online,
+        "online": presence is not None,
+        "status": "offline" if presence is None else presence.status,
+        "status_text": "" if presence is None else presence.status_text,
+        "hidden_from": [] if presence is None else sorted(set(presence.hidden_from) & asking_users),
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from flamechat.crypto import SignatureError, b64decode, b64encode, verify_document
@@ -24,7 +25,7 @@ from flamechat.services.events import EventHub
 from flamechat.services.ports import DirectoryPort, TransportError
 from flamechat.storage import node_cache
 from flamechat.storage.database import Database
-from flamechat.storage.records import KnownNode, KnownUser
+from flamechat.storage.records import KnownNode, KnownUser, PresenceEntry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -122,8 +123,22 @@ class DirectoryView:
     async def register(self, url: str, public_key: bytes, *, relay: bool) -> None:
         await self._call(lambda: self.port.register_node(url, b64encode(public_key), relay), probe=True)
 
-    async def report_presence(self, online: list[str]) -> None:
-        await self._call(lambda: self.port.report_presence(online), probe=True)
+    async def report_presence(self, entries: list[PresenceEntry]) -> None:
+        body = [
+            {
+                "username": e.username,
+                "status": e.status,
+                "status_text": e.status_text,
+                "hidden_from": list(e.hidden_from),
+            }
+            for e in entries
+        ]
+        await self._call(lambda: self.port.report_presence(body), probe=True)
+
+    async def set_card(self, username: str, card: dict[str, str]) -> None:
+        answer = await self._call(lambda: self.port.set_card(username, card))
+        user = self._known((await self._verified(USER_PURPOSE, answer))["user"], ms(self.clock))
+        await self._cache([user])
 
     async def relays(self) -> list[KnownNode]:
         """Nodes that offer relaying: the directory's signed list (refreshed at most
@@ -188,6 +203,11 @@ class DirectoryView:
             box_key=key("box_key"),
             online=bool(record.get("online")),
             fetched_at=fetched_at,
+            status=str(record.get("status") or ("online" if record.get("online") else "offline")),
+            status_text=str(record.get("status_text") or ""),
+            title=str(record.get("title") or ""),
+            department=str(record.get("department") or ""),
+            hidden_from=tuple(record.get("hidden_from") or ()),
         )
 
     async def check_login(self, username: str, password: str) -> KnownUser:
@@ -241,18 +261,54 @@ class DirectoryView:
         async with self.db.read() as conn:
             return await node_cache.list_users(conn)
 
-    async def set_online(self, username: str, online: bool) -> None:
-        """Record presence learned some other way (a local tab, a peer node)."""
+    async def set_presence(self, username: str, entry: PresenceEntry | None) -> None:
+        """Record presence learned some other way (a local tab, a peer node);
+        ``None`` means offline."""
         async with self.db.read() as conn:
             user = await node_cache.get_user(conn, username)
-        if user is not None and user.online != online:
-            await self._cache([KnownUser(**{**user.__dict__, "online": online})])
+        if user is None:
+            return
+        if entry is None:
+            changed = replace(user, online=False, status="offline", status_text="", hidden_from=())
+        else:
+            changed = replace(
+                user,
+                online=True,
+                status=entry.status,
+                status_text=entry.status_text,
+                hidden_from=tuple(sorted(entry.hidden_from)),
+            )
+        if changed != user:
+            await self._cache([changed])
 
     async def _cache(self, users: list[KnownUser]) -> None:
         async with self.db.read() as conn:
-            before = {u.username: u.online for u in await node_cache.list_users(conn)}
+            before = {u.username: _visible_state(u) for u in await node_cache.list_users(conn)}
         async with self.db.write() as conn:
             await node_cache.put_users(conn, users)
         for user in users:
-            if before.get(user.username, False) != user.online:
-                self.events.broadcast({"type": "presence", "username": user.username, "online": user.online})
+            if before.get(user.username) != _visible_state(user):
+                self.announce(user)
+
+    def announce(self, user: KnownUser) -> None:
+        """Tell every connected local viewer how ``user`` now looks to them."""
+        for viewer in self.events.connected():
+            if viewer != user.username:
+                self.events.publish(viewer, {"type": "presence", **shown_presence(user, viewer)})
+
+
+def _visible_state(user: KnownUser) -> tuple[object, ...]:
+    return (user.online, user.status, user.status_text, user.hidden_from, user.display_name)
+
+
+def shown_presence(user: KnownUser, viewer: str) -> dict[str, object]:
+    """What ``viewer`` may see of ``user``: nothing but "offline" if blocked."""
+    hidden = viewer in user.hidden_from
+    online = user.online and not hidden
+    return {
+        "username": user.username,
+        "display_name": user.display_name,
+        "online": online,
+        "status": user.status if online else "offline",
+        "status_text": user.status_text if online else "",
+    }

@@ -30,10 +30,12 @@ from flamechat.crypto import (
 from flamechat.crypto.errors import CryptoError
 from flamechat.protocol import errors
 from flamechat.protocol.ids import new_id
+from flamechat.services.blocks import BlockService
 from flamechat.services.clock import Clock, ms
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.events import EventHub
 from flamechat.services.keyring import KeyRing
+from flamechat.services.ratelimit import RateLimits
 from flamechat.storage import node_accounts, node_messages
 from flamechat.storage.database import Database
 from flamechat.storage.records import KnownUser, MessageRecord
@@ -45,6 +47,10 @@ PAGE_LIMIT = 200
 MAX_RECEIPT_IDS = 500
 STATE_RANK = {"failed": -1, "pending": 0, "sent": 1, "delivered": 2, "read": 3}
 _RECEIPT_NAMESPACE = uuid.UUID("5b0c1f7e-6a36-4e0b-9a43-9d3c1c6f2f10")
+
+
+class UserBlocked(errors.Conflict):
+    code = "user_blocked"
 
 
 def message_view(record: MessageRecord) -> dict[str, Any]:
@@ -87,12 +93,16 @@ class MessagingService:
         directory: DirectoryView,
         keyring: KeyRing,
         events: EventHub,
+        blocks: BlockService,
+        limits: RateLimits,
         clock: Clock,
         *,
         node_id: str,
         outbox_ttl: float = 7 * 24 * 3600,
     ) -> None:
         self.db = db
+        self.blocks = blocks
+        self.limits = limits
         self.directory = directory
         self.keyring = keyring
         self.events = events
@@ -114,6 +124,8 @@ class MessagingService:
             )
         if not text.strip():
             raise errors.InvalidRequest("the message is empty", field="body")
+        if await self.blocks.is_blocked(username, peer):
+            raise UserBlocked(f"you have blocked {peer}; unblock them to write to them")
         message_id = message_id or new_id()
         async with self.db.read() as conn:
             existing = await node_messages.find_message(conn, username, message_id)
@@ -123,6 +135,8 @@ class MessagingService:
             return existing  # the browser retried: same answer, nothing duplicated
         recipient = await self._recipient(peer)
         keys = self.keyring.require(username)
+        await self.limits.hit("messages", username)
+        await self.limits.hit("bytes", username, cost=max(1, len(text.encode())))
         now = ms(self.clock)
         envelope = self._seal(keys, username, recipient, message_id, now, "message", {"text": text})
         async with self.db.write() as conn:
@@ -185,13 +199,51 @@ class MessagingService:
         )
 
     async def history(
-        self, username: str, peer: str, *, before: str | None, limit: int
-    ) -> tuple[list[MessageRecord], str | None]:
+        self,
+        username: str,
+        peer: str,
+        *,
+        before: str | None = None,
+        after: str | None = None,
+        around: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[MessageRecord], str | None, str | None]:
+        """A page of a conversation, oldest first, with cursors for older and newer.
+
+        ``before``: the newest ``limit`` older than the cursor (the default page
+        is the newest). ``after``: the oldest ``limit`` newer than the cursor.
+        ``around``: a message id; the page holds it and the messages around it
+        (how a search result opens its conversation).
+        """
         limit = max(1, min(limit, PAGE_LIMIT))
         async with self.db.read() as conn:
-            rows = await node_messages.page(conn, username, peer, before=decode_cursor(before), limit=limit)
-        next_cursor = encode_cursor(rows[0]) if len(rows) == limit else None
-        return rows, next_cursor
+            if around is not None:
+                target = await node_messages.find_message(conn, username, around)
+                if target is None or target.peer != peer:
+                    raise errors.NotFound("no such message in this conversation", field="around")
+                half = max(1, limit // 2)
+                older = await node_messages.page(
+                    conn, username, peer, before=(target.sent_at, target.seq + 1), limit=half
+                )
+                newer = await node_messages.page_after(
+                    conn, username, peer, after=(target.sent_at, target.seq), limit=limit - len(older)
+                )
+                rows = older + newer
+                has_older = len(older) == half
+                has_newer = len(newer) == limit - len(older)
+            elif after is not None:
+                rows = await node_messages.page_after(
+                    conn, username, peer, after=decode_cursor(after) or (0, 0), limit=limit
+                )
+                has_older, has_newer = True, len(rows) == limit
+            else:
+                rows = await node_messages.page(
+                    conn, username, peer, before=decode_cursor(before), limit=limit
+                )
+                has_older, has_newer = len(rows) == limit, before is not None
+        next_cursor = encode_cursor(rows[0]) if rows and has_older else None
+        newer_cursor = encode_cursor(rows[-1]) if rows and has_newer else None
+        return rows, next_cursor, newer_cursor
 
     async def set_state(self, owner: str, message_id: str, state: str, error: str | None = None) -> None:
         async with self.db.write() as conn:
@@ -259,6 +311,9 @@ class MessagingService:
             hosted = await node_accounts.get_account(conn, envelope.recipient)
         if hosted is None:
             raise errors.UnknownUser(f"{envelope.recipient!r} does not live on this node")
+        if await self.blocks.drops(envelope.recipient, envelope.sender):
+            # Dropped without a trace, and the sender is not told: to them it was stored.
+            return "stored"
         sender = await self._check_origin(
             envelope, await self.directory.resolve(envelope.sender), None if relayed else from_node
         )
@@ -378,6 +433,8 @@ class MessagingService:
             for item in batch:
                 try:
                     envelope = SealedEnvelope.from_wire(json.loads(item.payload))
+                    if await self.blocks.drops(username, envelope.sender):
+                        raise errors.Forbidden(f"{envelope.sender} is blocked")
                     sender = await self.directory.resolve(envelope.sender)
                     sender = await self._check_origin(envelope, sender)
                     assert sender.sign_key is not None

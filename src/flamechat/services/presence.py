@@ -1,10 +1,12 @@
-"""Presence: who on this node has a tab open, told to local tabs, the directory
-and, while the directory is down, learned straight from peer nodes.
+"""Presence and status: who on this node has a tab open and how they want to
+appear (online, away, busy, invisible), told to local tabs, the directory and,
+while the directory is down, learned straight from peer nodes.
 
 A user is online while at least one of their tabs holds the live event
 stream open; closing the last tab makes them offline at once locally, and
 for everyone else at the next report (``interval``) or, at worst, when the
-directory's presence TTL runs out.
+directory's presence TTL runs out. "invisible" is reported as offline.
+A user's status is hidden from everyone on their block list.
 """
 
 from __future__ import annotations
@@ -15,49 +17,96 @@ import logging
 from collections import defaultdict
 
 from flamechat.protocol import errors
+from flamechat.services.blocks import BlockService
+from flamechat.services.clock import Clock, ms
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.events import EventHub
 from flamechat.services.ports import PeerPort, TransportError
-from flamechat.storage.records import KnownUser
+from flamechat.storage import node_accounts, node_social
+from flamechat.storage.database import Database
+from flamechat.storage.node_social import ChosenStatus
+from flamechat.storage.records import KnownUser, PresenceEntry
 
 log = logging.getLogger(__name__)
 
 OUTAGE_POLL = 2.0
 PEER_QUERIES_AT_ONCE = 8
+CHOSEN = ("online", "away", "busy", "invisible")
 
 
 class PresenceService:
     def __init__(
         self,
+        db: Database,
         events: EventHub,
         directory: DirectoryView,
         peers: PeerPort,
+        blocks: BlockService,
+        clock: Clock,
         *,
         node_id: str,
         interval: float,
     ) -> None:
+        self.db = db
         self.events = events
         self.directory = directory
         self.peers = peers
+        self.blocks = blocks
+        self.clock = clock
         self.node_id = node_id
         self.interval = interval
         self._changed = asyncio.Event()
-        events.on_presence_change(self._local_change)
+        events.on_presence_change(lambda _username, _online: self.changed())
 
-    def _local_change(self, username: str, online: bool) -> None:
-        self.events.broadcast({"type": "presence", "username": username, "online": online})
+    def changed(self) -> None:
+        """Something about local presence changed: publish it soon."""
         self._changed.set()
 
-    def online(self) -> list[str]:
-        """Users of this node with a live tab (what peers and the directory are told)."""
-        return sorted(self.events.connected())
+    async def set_status(self, username: str, status: str, status_text: str) -> ChosenStatus:
+        if status not in CHOSEN:
+            raise errors.InvalidRequest(f"status must be one of {', '.join(CHOSEN)}", field="status")
+        chosen = ChosenStatus(status, status_text.strip()[:140])
+        async with self.db.write() as conn:
+            await node_social.set_status(conn, username, chosen, ms(self.clock))
+        await self.publish_local()
+        self.changed()
+        return chosen
+
+    async def status_of(self, username: str) -> ChosenStatus:
+        async with self.db.read() as conn:
+            return await node_social.get_status(conn, username)
+
+    async def entries(self) -> list[PresenceEntry]:
+        """This node's users as others may see them (invisible ones left out)."""
+        connected = self.events.connected()
+        async with self.db.read() as conn:
+            statuses = await node_social.all_statuses(conn)
+        blocks = await self.blocks.all_blocks()
+        found = []
+        for username in sorted(connected):
+            chosen = statuses.get(username, ChosenStatus("online", ""))
+            if chosen.status == "invisible":
+                continue
+            found.append(
+                PresenceEntry(
+                    username, chosen.status, chosen.status_text, tuple(sorted(blocks.get(username, ())))
+                )
+            )
+        return found
+
+    async def publish_local(self) -> None:
+        """Update this node's own view of its users (and tell local tabs)."""
+        entries = {e.username: e for e in await self.entries()}
+        async with self.db.read() as conn:
+            hosted = await node_accounts.hosted_usernames(conn)
+        for username in hosted:
+            await self.directory.set_presence(username, entries.get(username))
 
     async def round(self) -> None:
-        """One report-and-refresh; falls back to asking peers if the directory is down."""
-        for username in self.online():
-            await self.directory.set_online(username, True)
+        """One publish-report-refresh; falls back to asking peers if the directory is down."""
+        await self.publish_local()
         try:
-            await self.directory.report_presence(self.online())
+            await self.directory.report_presence(await self.entries())
             await self.directory.refresh()
         except errors.DirectoryUnavailable:
             await self.poll_peers()
@@ -76,16 +125,33 @@ class PresenceService:
             async with limit:
                 try:
                     answer = await self.peers.presence(url)
-                    online = set(answer.get("online", []))
+                    online = {
+                        item["username"]: PresenceEntry(
+                            item["username"],
+                            item.get("status", "online"),
+                            item.get("status_text", ""),
+                            tuple(item.get("hidden_from", ())),
+                        )
+                        for item in answer.get("users", [])
+                        if isinstance(item, dict) and "username" in item
+                    }
                 except TransportError:
-                    online = set()  # unreachable node: its users are not reachable either
+                    online = {}  # unreachable node: its users are not reachable either
             for user in users:
-                await self.directory.set_online(user.username, user.username in online)
+                await self.directory.set_presence(user.username, online.get(user.username))
 
         await asyncio.gather(*(ask(url, users) for url, users in by_node.items()))
 
+    async def for_node(self, asking_node: str) -> list[PresenceEntry]:
+        """Entries for a peer node: block lists cut down to that node's users."""
+        theirs = {u.username for u in await self.directory.cached_users() if u.home_node == asking_node}
+        return [
+            PresenceEntry(e.username, e.status, e.status_text, tuple(u for u in e.hidden_from if u in theirs))
+            for e in await self.entries()
+        ]
+
     async def run(self) -> None:
-        """Report now, on every change, and every ``interval`` seconds (more often
+        """Publish now, on every change, and every ``interval`` seconds (more often
         while the directory is down, so that its return is noticed quickly)."""
         while True:
             self._changed.clear()

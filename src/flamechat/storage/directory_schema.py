@@ -17,6 +17,8 @@ accounts = Table(
     Column("box_key", LargeBinary),
     Column("binding_signature", LargeBinary),
     Column("disabled", Integer, nullable=False, default=0),
+    Column("title", Text, nullable=False, default=""),
+    Column("department", Text, nullable=False, default=""),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
@@ -38,4 +40,7 @@ presence = Table(
     Column("username", String(32), primary_key=True),
     Column("node_id", String(32), nullable=False),
     Column("reported_at", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False, default="online"),
+    Column("status_text", Text, nullable=False, default=""),
+    Column("hidden_from", Text, nullable=False, default="[]"),
 )

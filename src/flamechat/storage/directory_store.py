@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flamechat.storage.directory_schema import accounts, nodes, presence
-from flamechat.storage.records import DirectoryAccount, DirectoryNode
+from flamechat.storage.records import DirectoryAccount, DirectoryNode, PresenceEntry
 
 
 def _account(row: object) -> DirectoryAccount:
@@ -22,6 +23,8 @@ def _account(row: object) -> DirectoryAccount:
         box_key=r["box_key"],
         binding_signature=r["binding_signature"],
         disabled=bool(r["disabled"]),
+        title=r["title"],
+        department=r["department"],
     )
 
 
@@ -92,13 +95,27 @@ async def put_node(conn: AsyncConnection, node: DirectoryNode, now: int) -> None
         )
 
 
-async def replace_presence(conn: AsyncConnection, node_id: str, online: Iterable[str], now: int) -> None:
+async def replace_presence(
+    conn: AsyncConnection, node_id: str, entries: Iterable[PresenceEntry], now: int
+) -> None:
     await conn.execute(delete(presence).where(presence.c.node_id == node_id))
-    for username in set(online):
-        await conn.execute(delete(presence).where(presence.c.username == username))
-        await conn.execute(insert(presence).values(username=username, node_id=node_id, reported_at=now))
+    for entry in {e.username: e for e in entries}.values():
+        await conn.execute(delete(presence).where(presence.c.username == entry.username))
+        await conn.execute(
+            insert(presence).values(
+                username=entry.username,
+                node_id=node_id,
+                reported_at=now,
+                status=entry.status,
+                status_text=entry.status_text,
+                hidden_from=json.dumps(sorted(entry.hidden_from)),
+            )
+        )
 
 
-async def online_users(conn: AsyncConnection, since: int) -> set[str]:
-    rows = await conn.execute(select(presence.c.username).where(presence.c.reported_at >= since))
-    return set(rows.scalars())
+async def online_users(conn: AsyncConnection, since: int) -> dict[str, PresenceEntry]:
+    rows = await conn.execute(select(presence).where(presence.c.reported_at >= since))
+    return {
+        r.username: PresenceEntry(r.username, r.status, r.status_text, tuple(json.loads(r.hidden_from)))
+        for r in rows.all()
+    }

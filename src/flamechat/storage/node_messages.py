@@ -10,7 +10,7 @@ from flamechat.storage.node_schema import inbox, messages, outbox
 from flamechat.storage.records import InboxItem, MessageRecord, OutboxItem
 
 
-def _message(row: object) -> MessageRecord:
+def message_record(row: object) -> MessageRecord:
     r = row._mapping  # type: ignore[attr-defined]
     return MessageRecord(
         seq=r["seq"],
@@ -31,7 +31,7 @@ async def find_message(conn: AsyncConnection, owner: str, message_id: str) -> Me
     row = (
         await conn.execute(select(messages).where(messages.c.owner == owner, messages.c.id == message_id))
     ).first()
-    return None if row is None else _message(row)
+    return None if row is None else message_record(row)
 
 
 async def add_message(
@@ -95,7 +95,25 @@ async def page(
             (messages.c.sent_at < sent_at) | ((messages.c.sent_at == sent_at) & (messages.c.seq < seq))
         )
     rows = await conn.execute(query.order_by(messages.c.sent_at.desc(), messages.c.seq.desc()).limit(limit))
-    return [_message(r) for r in reversed(rows.all())]
+    return [message_record(r) for r in reversed(rows.all())]
+
+
+async def page_after(
+    conn: AsyncConnection, owner: str, peer: str, *, after: tuple[int, int], limit: int
+) -> list[MessageRecord]:
+    """The oldest ``limit`` messages after the ``(sent_at, seq)`` cursor, oldest first."""
+    sent_at, seq = after
+    rows = await conn.execute(
+        select(messages)
+        .where(
+            messages.c.owner == owner,
+            messages.c.peer == peer,
+            (messages.c.sent_at > sent_at) | ((messages.c.sent_at == sent_at) & (messages.c.seq > seq)),
+        )
+        .order_by(messages.c.sent_at, messages.c.seq)
+        .limit(limit)
+    )
+    return [message_record(r) for r in rows.all()]
 
 
 async def unread_upto(
@@ -112,7 +130,7 @@ async def unread_upto(
             | ((messages.c.sent_at == up_to.sent_at) & (messages.c.seq <= up_to.seq)),
         )
     )
-    return [_message(r) for r in rows.all()]
+    return [message_record(r) for r in rows.all()]
 
 
 # --- outbox -----------------------------------------------------------------------

@@ -62,6 +62,50 @@ known_users = Table(
     Column("box_key", LargeBinary),
     Column("online", Integer, nullable=False, default=0),
     Column("fetched_at", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False, default="offline"),
+    Column("status_text", Text, nullable=False, default=""),
+    Column("title", Text, nullable=False, default=""),
+    Column("department", Text, nullable=False, default=""),
+    Column("hidden_from", Text, nullable=False, default="[]"),
+)
+
+# This node's users' chosen status (online / away / busy / invisible) and text.
+user_status = Table(
+    "user_status",
+    metadata,
+    Column("username", String(32), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("status_text", Text, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# A user's block list (the blacklist): owner never hears from blocked.
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("owner", String(32), primary_key=True),
+    Column("blocked", String(32), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Operator blocks: kind "node" (a node id) or "user" (a username).
+admin_blocks = Table(
+    "admin_blocks",
+    metadata,
+    Column("kind", String(8), primary_key=True),
+    Column("value", String(64), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Signed profiles: this node's users' own, and cached copies of others'.
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("username", String(32), primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("avatar", LargeBinary),
+    Column("fetched_at", BigInteger, nullable=False),
 )
 
 known_nodes = Table(

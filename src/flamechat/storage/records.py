@@ -34,6 +34,11 @@ class KnownUser:
     box_key: bytes | None
     online: bool
     fetched_at: int
+    status: str = "offline"
+    status_text: str = ""
+    title: str = ""
+    department: str = ""
+    hidden_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,18 @@ class DirectoryAccount:
     box_key: bytes | None
     binding_signature: bytes | None
     disabled: bool
+    title: str = ""
+    department: str = ""
+
+
+@dataclass(frozen=True)
+class PresenceEntry:
+    """One user's published presence: status and text, and who must not see it."""
+
+    username: str
+    status: str = "online"
+    status_text: str = ""
+    hidden_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,13 @@ from sse_starlette.sse import EventSourceResponse
 from flamechat.protocol import errors, models
 from flamechat.protocol.ids import USERNAME_PATTERN
 from flamechat.services.accounts import AccountService, Session
-from flamechat.services.directory_view import DirectoryView
+from flamechat.services.blocks import BlockService
+from flamechat.services.directory_view import DirectoryView, shown_presence
 from flamechat.services.events import EventHub
 from flamechat.services.messaging import MessagingService, message_view
+from flamechat.services.ratelimit import RateLimits
 from flamechat.storage.records import KnownUser
+from flamechat.web.markup import with_html
 from flamechat.web.security import check_origin, session_dependencies, set_session_cookie
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -28,14 +31,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 PeerName = Annotated[str, Query(pattern=USERNAME_PATTERN)]
 
 
-def user_view(user: KnownUser, *, connected: set[str], node_id: str) -> dict[str, Any]:
-    local = user.home_node == node_id
+def user_view(user: KnownUser, *, viewer: str, node_id: str, blocked: bool = False) -> dict[str, Any]:
+    """A user as ``viewer`` may see them (status hidden if they block the viewer)."""
     return {
-        "username": user.username,
-        "display_name": user.display_name,
-        "online": (user.username in connected) if local else user.online,
+        **shown_presence(user, viewer),
+        "title": user.title,
+        "department": user.department,
         "node_url": user.node_url,
-        "local": local,
+        "local": user.home_node == node_id,
+        "blocked": blocked,
     }
 
 
@@ -45,6 +49,8 @@ def api_router(
     directory: DirectoryView,
     messaging: MessagingService,
     events: EventHub,
+    blocks: BlockService,
+    limits: RateLimits,
     node_id: str,
     cookie: str,
     session_ttl: int,
@@ -57,7 +63,15 @@ def api_router(
     @router.post("/sessions", response_model=models.SessionInfo, status_code=201)
     async def login(body: models.LoginRequest, request: Request, response: Response) -> dict[str, Any]:
         check_origin(request)
-        result = await accounts.login(body.username, body.password)
+        await limits.hit("login-address", request.client.host if request.client else "unknown")
+        await limits.hit("login-account", body.username)
+        limits.logins.check(body.username)
+        try:
+            result = await accounts.login(body.username, body.password)
+        except errors.InvalidCredentials:
+            limits.logins.failed(body.username)
+            raise
+        limits.logins.succeeded(body.username)
         set_session_cookie(response, request, cookie, result.token, session_ttl)
         return {
             "username": result.session.username,
@@ -85,16 +99,22 @@ def api_router(
             listed = await directory.refresh()
         except (errors.DirectoryUnavailable, errors.ServiceUnavailable):
             listed, source = await directory.cached_users(), "cache"
-        connected = events.connected()
+        mine = set(await blocks.blocked_by(session.username))
         return {
-            "users": [user_view(u, connected=connected, node_id=node_id) for u in listed],
+            "users": [
+                user_view(u, viewer=session.username, node_id=node_id, blocked=u.username in mine)
+                for u in listed
+            ],
             "source": source,
             "fetched_at": directory.last_list_at if source == "directory" else None,
         }
 
     @router.get("/users/{username}", response_model=models.UserView)
     async def user(username: str, session: Reader) -> dict[str, Any]:
-        return user_view(await directory.resolve(username), connected=events.connected(), node_id=node_id)
+        blocked = await blocks.is_blocked(session.username, username)
+        return user_view(
+            await directory.resolve(username), viewer=session.username, node_id=node_id, blocked=blocked
+        )
 
     @router.get("/conversations/{peer}/messages", response_model=models.MessagePage)
     async def history(
@@ -104,15 +124,26 @@ def api_router(
             str | None,
             Query(pattern=r"^[0-9]{1,16}\.[0-9]{1,18}$", description="cursor from next_cursor"),
         ] = None,
+        after: Annotated[
+            str | None,
+            Query(pattern=r"^[0-9]{1,16}\.[0-9]{1,18}$", description="newer than this cursor"),
+        ] = None,
+        around: Annotated[str | None, Query(description="a message id to center the page on")] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> dict[str, Any]:
-        rows, next_cursor = await messaging.history(session.username, peer, before=before, limit=limit)
-        return {"messages": [message_view(r) for r in rows], "next_cursor": next_cursor}
+        rows, next_cursor, newer = await messaging.history(
+            session.username, peer, before=before, after=after, around=around, limit=limit
+        )
+        return {
+            "messages": [with_html(message_view(r)) for r in rows],
+            "next_cursor": next_cursor,
+            "newer_cursor": newer,
+        }
 
     @router.post("/conversations/{peer}/messages", response_model=models.MessageView, status_code=201)
     async def send(peer: str, body: models.SendMessage, session: Writer) -> dict[str, Any]:
         record = await messaging.send(session.username, peer, body.body, body.id)
-        return message_view(record)
+        return with_html(message_view(record))
 
     @router.post("/conversations/{peer}/read", response_model=models.ReadMarked)
     async def mark_read(peer: str, body: models.MarkRead, session: Writer) -> dict[str, Any]:
@@ -133,6 +164,8 @@ def api_router(
                         if await request.is_disconnected():
                             return
                         continue
+                    if event.get("type") == "message":
+                        event = {**event, "message": with_html(event["message"])}
                     yield {"event": str(event.get("type", "message")), "data": json.dumps(event)}
             finally:
                 events.unsubscribe(sub)

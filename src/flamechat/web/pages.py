@@ -1,17 +1,21 @@
-"""Server-rendered pages (Jinja2). The live parts are in static/app.js."""
+"""Server-rendered pages (Jinja2, autoescaped). The live parts are in static/*.js."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from flamechat.protocol import errors
-from flamechat.services.accounts import AccountService
+from flamechat.services.accounts import AccountService, Session
+from flamechat.services.blocks import BlockService
 from flamechat.services.directory_view import DirectoryView
-from flamechat.services.events import EventHub
+from flamechat.services.presence import PresenceService
+from flamechat.services.profiles import ProfileService
 from flamechat.web.api import user_view
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -28,12 +32,42 @@ def page_router(
     *,
     accounts: AccountService,
     directory: DirectoryView,
-    events: EventHub,
+    profiles: ProfileService,
+    presence: PresenceService,
+    blocks: BlockService,
     node_id: str,
     cookie: str,
     node_url: str,
+    idle_away_seconds: float,
 ) -> APIRouter:
     router = APIRouter(include_in_schema=False)
+
+    async def signed_in(request: Request) -> Session | None:
+        try:
+            return await accounts.authenticate(request.cookies.get(cookie))
+        except errors.NotAuthenticated:
+            return None
+
+    async def page(
+        request: Request,
+        template: str,
+        build: Callable[[Session], Awaitable[dict[str, Any]]],
+    ) -> Response:
+        session = await signed_in(request)
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        chosen = await presence.status_of(session.username)
+        context = {
+            "me": session.username,
+            "csrf_token": session.csrf_token,
+            "my_status": chosen.status,
+            "my_status_text": chosen.status_text,
+            "idle_away_seconds": int(idle_away_seconds),
+            "cached": directory.reachable is False,
+            "node_url": node_url,
+            **await build(session),
+        }
+        return TEMPLATES.TemplateResponse(request, template, context)
 
     @router.get("/login", response_class=HTMLResponse)
     async def login_page(request: Request) -> Response:
@@ -41,27 +75,38 @@ def page_router(
 
     @router.get("/", response_class=HTMLResponse)
     async def main_page(request: Request) -> Response:
-        try:
-            session = await accounts.authenticate(request.cookies.get(cookie))
-        except errors.NotAuthenticated:
-            return RedirectResponse("/login", status_code=303)
-        cached = directory.reachable is False
-        users = await directory.cached_users()
-        connected = events.connected()
-        return TEMPLATES.TemplateResponse(
-            request,
-            "main.html",
-            {
-                "me": session.username,
-                "csrf_token": session.csrf_token,
-                "users": [
-                    user_view(u, connected=connected, node_id=node_id)
-                    for u in users
-                    if u.username != session.username
-                ],
-                "cached": cached,
-                "node_url": node_url,
-            },
-        )
+        async def build(session: Session) -> dict[str, Any]:
+            mine = set(await blocks.blocked_by(session.username))
+            users = [
+                user_view(u, viewer=session.username, node_id=node_id, blocked=u.username in mine)
+                for u in await directory.cached_users()
+                if u.username != session.username
+            ]
+            return {"users": users}
+
+        return await page(request, "main.html", build)
+
+    @router.get("/profile/{username}", response_class=HTMLResponse)
+    async def profile_page(request: Request, username: str) -> Response:
+        async def build(session: Session) -> dict[str, Any]:
+            try:
+                profile = await profiles.view(username)
+            except errors.UnknownUser:
+                profile = None
+            return {
+                "profile": profile,
+                "username": username,
+                "own": username == session.username,
+                "blocked": await blocks.is_blocked(session.username, username),
+            }
+
+        return await page(request, "profile.html", build)
+
+    @router.get("/blocks", response_class=HTMLResponse)
+    async def blocks_page(request: Request) -> Response:
+        async def build(session: Session) -> dict[str, Any]:
+            return {"blocked": await blocks.blocked_by(session.username)}
+
+        return await page(request, "blocks.html", build)
 
     return router

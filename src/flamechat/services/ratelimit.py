@@ -1,0 +1,88 @@
+"""Rate limits (the ``limits`` library, moving windows in memory) and login backoff.
+
+Limits are per user (messages and bytes sent per minute), per peer node
+(federation requests per second), and per client address and per account
+(login attempts per minute). A refusal is :class:`RateLimited` with a
+``retry_after`` in seconds, which the HTTP layer sends as ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from flamechat.protocol import errors
+from flamechat.services.clock import Clock
+
+
+@dataclass(frozen=True)
+class RateSettings:
+    messages_per_minute: int = 120
+    bytes_per_minute: int = 20 * 1024 * 1024
+    peer_requests_per_second: int = 200
+    logins_per_minute_per_address: int = 30
+    logins_per_minute_per_account: int = 10
+    login_free_failures: int = 5
+    login_max_lockout: float = 900.0
+
+
+class LoginBackoff:
+    """After ``free`` failed logins on an account, each further failure doubles
+    the wait before the next attempt (1 s, 2 s, 4 s, … up to ``cap``). A
+    success clears it. Pure: the clock is passed in."""
+
+    def __init__(self, clock: Clock, *, free: int, cap: float) -> None:
+        self.clock = clock
+        self.free = free
+        self.cap = cap
+        self._failures: dict[str, tuple[int, float]] = {}
+
+    def check(self, account: str) -> None:
+        _failures, locked_until = self._failures.get(account, (0, 0.0))
+        wait = locked_until - self.clock.now()
+        if wait > 0:
+            raise errors.RateLimited(
+                "too many failed logins; wait before trying again", retry_after=math.ceil(wait)
+            )
+
+    def failed(self, account: str) -> None:
+        failures, _ = self._failures.get(account, (0, 0.0))
+        failures += 1
+        over = failures - self.free
+        lock = min(self.cap, 2.0 ** (over - 1)) if over > 0 else 0.0
+        self._failures[account] = (failures, self.clock.now() + lock)
+        if len(self._failures) > 100_000:  # bounded: forget the oldest entries
+            for key in list(self._failures)[:10_000]:
+                del self._failures[key]
+
+    def succeeded(self, account: str) -> None:
+        self._failures.pop(account, None)
+
+
+class RateLimits:
+    def __init__(self, settings: RateSettings, clock: Clock) -> None:
+        self.settings = settings
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._items: dict[str, RateLimitItem] = {
+            "messages": RateLimitItemPerMinute(settings.messages_per_minute),
+            "bytes": RateLimitItemPerMinute(settings.bytes_per_minute),
+            "peer": RateLimitItemPerSecond(settings.peer_requests_per_second),
+            "login-address": RateLimitItemPerMinute(settings.logins_per_minute_per_address),
+            "login-account": RateLimitItemPerMinute(settings.logins_per_minute_per_account),
+        }
+        self.logins = LoginBackoff(clock, free=settings.login_free_failures, cap=settings.login_max_lockout)
+
+    async def hit(self, kind: str, key: str, cost: int = 1) -> None:
+        item = self._items[kind]
+        if cost > item.amount:
+            raise errors.RateLimited(f"{kind} limit is {item.amount} per window", retry_after=60)
+        if not await self._limiter.hit(item, kind, key, cost=cost):
+            stats = await self._limiter.get_window_stats(item, kind, key)
+            # reset_time is on the library's own (wall) clock.
+            retry = max(1, math.ceil(stats.reset_time - time.time()))
+            raise errors.RateLimited(f"too many {kind.replace('-', ' ')} requests", retry_after=retry)
