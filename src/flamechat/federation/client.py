@@ -95,6 +95,7 @@ def _refusal(method: str, url: str, status: int, answer: Any) -> TransportError:
         transient=status >= 500 or status == 429,
         status=status,
         code=code,
+        peer_message=message if isinstance(message, str) else None,
     )
 
 

@@ -90,7 +90,8 @@ class DirectoryView:
                 self._set_reachable(False)
                 raise errors.DirectoryUnavailable(f"directory unreachable: {exc}") from exc
             self._set_reachable(True)
-            raise _CODES.get(exc.code or "", errors.ServiceUnavailable)(str(exc)) from exc
+            error = _CODES.get(exc.code or "", errors.ServiceUnavailable)
+            raise error(exc.peer_message or "the directory refused the request") from exc
         self._down_until = 0.0
         self._set_reachable(True)
         return result
@@ -233,7 +234,8 @@ class DirectoryView:
         max_age = self.fresh_for if max_age is None else max_age
         async with self.db.read() as conn:
             cached = await node_cache.get_user(conn, username)
-        if cached is not None and ms(self.clock) - cached.fetched_at <= max_age * 1000:
+        complete = cached is not None and cached.sign_key is not None and cached.node_url is not None
+        if cached is not None and complete and ms(self.clock) - cached.fetched_at <= max_age * 1000:
             return cached
         try:
             answer = await self._call(lambda: self.port.get_user(username))

@@ -16,12 +16,19 @@ class TransportError(Exception):
     """
 
     def __init__(
-        self, message: str, *, transient: bool, status: int | None = None, code: str | None = None
+        self,
+        message: str,
+        *,
+        transient: bool,
+        status: int | None = None,
+        code: str | None = None,
+        peer_message: str | None = None,
     ) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status
         self.code = code
+        self.peer_message = peer_message  # the other side's own error message, if any
 
 
 class DirectoryPort(Protocol):

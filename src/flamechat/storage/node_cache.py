@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from sqlalchemy import insert, select, update
@@ -32,6 +33,11 @@ def _user(row: object) -> KnownUser:
         box_key=row.box_key,  # type: ignore[attr-defined]
         online=bool(row.online),  # type: ignore[attr-defined]
         fetched_at=row.fetched_at,  # type: ignore[attr-defined]
+        status=row.status,  # type: ignore[attr-defined]
+        status_text=row.status_text,  # type: ignore[attr-defined]
+        title=row.title,  # type: ignore[attr-defined]
+        department=row.department,  # type: ignore[attr-defined]
+        hidden_from=tuple(json.loads(row.hidden_from)),  # type: ignore[attr-defined]
     )
 
 
@@ -55,6 +61,11 @@ async def put_users(conn: AsyncConnection, users: Iterable[KnownUser]) -> None:
             "box_key": user.box_key,
             "online": int(user.online),
             "fetched_at": user.fetched_at,
+            "status": user.status,
+            "status_text": user.status_text,
+            "title": user.title,
+            "department": user.department,
+            "hidden_from": json.dumps(list(user.hidden_from)),
         }
         result = await conn.execute(
             update(known_users).where(known_users.c.username == user.username).values(values)

@@ -1,0 +1,14 @@
+"use strict";
+(() => {
+  const { api, $ } = flame;
+  $("blocked-list").addEventListener("click", async (event) => {
+    const button = event.target.closest("button.unblock");
+    if (!button) return;
+    const li = button.closest("li");
+    await api("DELETE", `/blocks/${encodeURIComponent(li.dataset.username)}`);
+    li.remove();
+    if (!$("blocked-list").children.length) {
+      $("blocked-list").append(Object.assign(document.createElement("li"), { className: "muted empty", textContent: "You have not blocked anyone." }));
+    }
+  });
+})();

@@ -1,0 +1,46 @@
+"use strict";
+(() => {
+  const { api, $ } = flame;
+  const username = document.querySelector("main.profile").dataset.username;
+  const form = $("profile-form");
+  if (form) {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const note = $("profile-message");
+      note.hidden = true;
+      try {
+        const fields = {};
+        for (const name of ["display_name", "title", "department", "location", "about"]) fields[name] = $(`edit-${name}`).value;
+        let saved = await api("PUT", "/me/profile", fields);
+        const file = $("edit-avatar").files[0];
+        if (file) saved = await api("PUT", "/me/avatar", file, { raw: true, contentType: file.type || "application/octet-stream" });
+        $("profile-name").textContent = saved.display_name;
+        $("profile-title").textContent = saved.title;
+        $("profile-department").textContent = saved.department;
+        $("profile-location").textContent = saved.location;
+        $("profile-about").textContent = saved.about;
+        if (saved.avatar_sha256) {
+          const img = document.createElement("img");
+          img.id = "avatar";
+          img.className = "avatar";
+          img.alt = "";
+          img.src = `/api/v1/users/${encodeURIComponent(username)}/avatar?v=${saved.avatar_sha256}`;
+          $("avatar").replaceWith(img);
+        }
+        note.textContent = "Saved.";
+      } catch (exc) {
+        note.textContent = exc.message;
+      }
+      note.hidden = false;
+    });
+  }
+  const block = $("profile-block");
+  if (block) {
+    block.addEventListener("click", async () => {
+      const blocked = block.dataset.blocked === "true";
+      await api(blocked ? "DELETE" : "PUT", `/blocks/${encodeURIComponent(username)}`);
+      block.dataset.blocked = blocked ? "false" : "true";
+      block.textContent = blocked ? "Block" : "Unblock";
+    });
+  }
+})();
