@@ -47,23 +47,28 @@ def upgrade() -> None:
         sa.Column("avatar", sa.LargeBinary),
         sa.Column("fetched_at", sa.BigInteger, nullable=False),
     )
-    # External-content FTS5 index over messages.body, kept in step by triggers.
+    # External-content FTS5 index over messages, kept in step by triggers. owner
+    # and peer are indexed columns so that "this user's messages (with this
+    # person)" is an intersection of posting lists, not a row-by-row filter.
     op.execute(
         "CREATE VIRTUAL TABLE messages_fts USING fts5("
-        "body, content='messages', content_rowid='seq', tokenize='unicode61 remove_diacritics 2')"
+        "owner, peer, body, content='messages', content_rowid='seq', "
+        "tokenize='unicode61 remove_diacritics 2')"
     )
     op.execute(
         "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN "
-        "INSERT INTO messages_fts(rowid, body) VALUES (new.seq, new.body); END"
+        "INSERT INTO messages_fts(rowid, owner, peer, body) VALUES (new.seq, new.owner, new.peer, new.body); END"
     )
     op.execute(
         "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN "
-        "INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.seq, old.body); END"
+        "INSERT INTO messages_fts(messages_fts, rowid, owner, peer, body) "
+        "VALUES ('delete', old.seq, old.owner, old.peer, old.body); END"
     )
     op.execute(
         "CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN "
-        "INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.seq, old.body); "
-        "INSERT INTO messages_fts(rowid, body) VALUES (new.seq, new.body); END"
+        "INSERT INTO messages_fts(messages_fts, rowid, owner, peer, body) "
+        "VALUES ('delete', old.seq, old.owner, old.peer, old.body); "
+        "INSERT INTO messages_fts(rowid, owner, peer, body) VALUES (new.seq, new.owner, new.peer, new.body); END"
     )
     op.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
 
