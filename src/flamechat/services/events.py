@@ -17,7 +17,7 @@ from typing import Any
 QUEUE_LENGTH = 256
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: each tab is its own subscription
 class Subscription:
     username: str
     queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(maxsize=QUEUE_LENGTH))
