@@ -120,7 +120,7 @@ async def measure(path: Path, vocab: list[str], rounds: int) -> None:
         "mid word": lambda: rng.choice(mid),
         "common word": lambda: rng.choice(common),
         "two words": lambda: f"{rng.choice(mid)} {rng.choice(mid)}",
-        "prefix (typing)": lambda: rng.choice(mid)[:3],
+        "rare + common": lambda: f"{rng.choice(rare)} {rng.choice(common)}",
         "word + person": lambda: rng.choice(mid),
     }
 

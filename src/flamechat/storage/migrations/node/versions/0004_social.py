@@ -47,28 +47,25 @@ def upgrade() -> None:
         sa.Column("avatar", sa.LargeBinary),
         sa.Column("fetched_at", sa.BigInteger, nullable=False),
     )
-    # External-content FTS5 index over messages, kept in step by triggers. owner
-    # and peer are indexed columns so that "this user's messages (with this
-    # person)" is an intersection of posting lists, not a row-by-row filter.
+    # External-content FTS5 index over message bodies, kept in step by
+    # triggers; Porter stemming so "meeting" also finds "meetings".
     op.execute(
         "CREATE VIRTUAL TABLE messages_fts USING fts5("
-        "owner, peer, body, content='messages', content_rowid='seq', "
-        "tokenize='unicode61 remove_diacritics 2')"
+        "body, content='messages', content_rowid='seq', "
+        "tokenize='porter unicode61 remove_diacritics 2')"
     )
     op.execute(
         "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN "
-        "INSERT INTO messages_fts(rowid, owner, peer, body) VALUES (new.seq, new.owner, new.peer, new.body); END"
+        "INSERT INTO messages_fts(rowid, body) VALUES (new.seq, new.body); END"
     )
     op.execute(
         "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN "
-        "INSERT INTO messages_fts(messages_fts, rowid, owner, peer, body) "
-        "VALUES ('delete', old.seq, old.owner, old.peer, old.body); END"
+        "INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.seq, old.body); END"
     )
     op.execute(
         "CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN "
-        "INSERT INTO messages_fts(messages_fts, rowid, owner, peer, body) "
-        "VALUES ('delete', old.seq, old.owner, old.peer, old.body); "
-        "INSERT INTO messages_fts(rowid, owner, peer, body) VALUES (new.seq, new.owner, new.peer, new.body); END"
+        "INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.seq, old.body); "
+        "INSERT INTO messages_fts(rowid, body) VALUES (new.seq, new.body); END"
     )
     op.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
 
