@@ -284,9 +284,9 @@ class DirectoryView:
             await self._cache([changed])
 
     async def _cache(self, users: list[KnownUser]) -> None:
-        async with self.db.read() as conn:
-            before = {u.username: _visible_state(u) for u in await node_cache.list_users(conn)}
         async with self.db.write() as conn:
+            known = await node_cache.get_users(conn, (u.username for u in users))
+            before = {u.username: _visible_state(u) for u in known}
             await node_cache.put_users(conn, users)
         for user in users:
             if before.get(user.username) != _visible_state(user):

@@ -46,6 +46,14 @@ async def get_user(conn: AsyncConnection, username: str) -> KnownUser | None:
     return None if row is None else _user(row)
 
 
+async def get_users(conn: AsyncConnection, usernames: Iterable[str]) -> list[KnownUser]:
+    names = list(usernames)
+    if not names:
+        return []
+    rows = await conn.execute(select(known_users).where(known_users.c.username.in_(names)))
+    return [_user(r) for r in rows.all()]
+
+
 async def list_users(conn: AsyncConnection) -> list[KnownUser]:
     rows = await conn.execute(select(known_users).order_by(known_users.c.username))
     return [_user(r) for r in rows.all()]
