@@ -21,7 +21,9 @@ class ApiSession:
     cookie: str
     csrf: str
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None, *, csrf: bool = True) -> tuple[int, dict[str, Any]]:
+    def call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, csrf: bool = True
+    ) -> tuple[int, dict[str, Any]]:
         headers = {"Cookie": self.cookie}
         if csrf:
             headers["X-CSRF-Token"] = self.csrf
@@ -52,7 +54,9 @@ def login(node: Server, username: str, password: str) -> ApiSession:
     return ApiSession(node, username, cookie, body["csrf_token"])
 
 
-def eventually(check: Callable[[], T], *, timeout: float = 15.0, interval: float = 0.1, what: str = "condition") -> T:
+def eventually(
+    check: Callable[[], T], *, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"
+) -> T:
     """Poll ``check`` until it returns something truthy; bounded in time."""
     deadline = time.monotonic() + timeout
     last: T | None = None
