@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -12,15 +12,24 @@ from flamechat.devnet import DevNetwork
 PASSWORDS = {name: f"{name}-password" for name in ("alice", "bob", "carol", "dave")}
 
 
-def make_network(root: Path, *, nodes: int = 2, presence_interval: float = 1.0) -> DevNetwork:
-    """Directory + ``nodes`` nodes; alice/bob (and carol/dave) created, not yet logged in."""
+def make_network(
+    root: Path,
+    *,
+    nodes: int = 2,
+    presence_interval: float = 1.0,
+    node_args: Sequence[Sequence[str]] = (),
+    users: Mapping[str, str] = PASSWORDS,
+) -> DevNetwork:
+    """Directory + ``nodes`` nodes; alice/bob (and carol/dave) created, not yet logged in.
+
+    ``node_args[i]`` are extra ``flame node`` flags for node ``i`` (nodes beyond
+    the list get none). Nodes start side by side, and so are users created.
+    """
     net = DevNetwork(root, password_profile="minimal", presence_interval=presence_interval)
     try:
         net.start_directory(presence_ttl=4.0)
-        for _ in range(nodes):
-            net.start_node()
-        for name, password in PASSWORDS.items():
-            net.create_user(name, password)
+        net.start_nodes([list(node_args[i]) if i < len(node_args) else [] for i in range(nodes)])
+        net.create_users(users)
     except BaseException:
         net.stop()
         raise

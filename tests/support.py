@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import json
+import socket
+import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-from flamechat.devnet import Server, http_json
+from flamechat.devnet import DevNetwork, Server, http_json
 
 T = TypeVar("T")
 
@@ -66,3 +74,103 @@ def eventually(
             return last
         time.sleep(interval)
     raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
+
+
+@dataclass
+class Answer:
+    """An HTTP answer: status, JSON body (``{"raw": text}`` if not JSON), headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+    @property
+    def code(self) -> str | None:
+        error = self.body.get("error")
+        return error.get("code") if isinstance(error, dict) else None
+
+
+def raw_request(
+    method: str, url: str, data: bytes | None, headers: dict[str, str], *, timeout: float = 10.0
+) -> Answer:
+    """Send exactly these bytes and headers (for malformed or hand-signed requests)."""
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw, got = response.status, response.read(), response.headers
+    except urllib.error.HTTPError as exc:
+        status, raw, got = exc.code, exc.read(), exc.headers
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        body = {"raw": raw.decode(errors="replace")}
+    return Answer(status, body if isinstance(body, dict) else {"raw": body}, dict(got.items()))
+
+
+class EventStream:
+    """One open browser tab: the live event stream (SSE) of a session, read in a
+    thread. Presence follows these streams, so holding one makes the user online."""
+
+    def __init__(self, session: ApiSession, *, timeout: float = 60.0) -> None:
+        self.session = session
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        parts = urlsplit(session.node.url)
+        self._conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> EventStream:
+        self._conn.request(
+            "GET", "/api/v1/events", headers={"Cookie": self.session.cookie, "Accept": "text/event-stream"}
+        )
+        response = self._conn.getresponse()
+        assert response.status == 200, (response.status, response.read()[:500])
+        self._thread = threading.Thread(target=self._read, args=(response,), daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _read(self, response: http.client.HTTPResponse) -> None:
+        data: list[str] = []
+        try:
+            while True:
+                line = response.readline()
+                if not line:
+                    return
+                text = line.decode().rstrip("\r\n")
+                if text.startswith("data:"):
+                    data.append(text[5:].strip())
+                elif not text and data:
+                    with self._lock:
+                        self.events.append(json.loads("\n".join(data)))
+                    data = []
+        except (OSError, ValueError):
+            return  # closed under us
+
+    def received(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.events)
+
+    def close(self) -> None:
+        sock = self._conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._conn.close()
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+def server_errors(net: DevNetwork) -> list[str]:
+    """Lines of the processes' logs that show a 500 or an unhandled exception."""
+    found = []
+    servers = [*net.nodes, *([net.directory] if net.directory else [])]
+    for server in servers:
+        if not server.log_path.exists():
+            continue
+        for line in server.log_path.read_text(errors="replace").splitlines():
+            if "unhandled error" in line or "Exception in ASGI application" in line:
+                found.append(f"{server.name}: {line}")
+    return found

@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -75,8 +76,16 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, wait: float = 30.0) -> Server:
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (see :meth:`wait_healthy`)."""
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._close_log()
         self._log = self.log_path.open("a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flamechat", *self.args],
@@ -84,8 +93,16 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def start(self, *, wait: float = 30.0) -> Server:
+        self.launch()
         self.wait_healthy(wait)
         return self
+
+    def restart(self, *, wait: float = 30.0) -> Server:
+        """Stop (if running) and start again: same port, same data folder."""
+        self.stop()
+        return self.start(wait=wait)
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -185,7 +202,17 @@ class DevNetwork:
         self.nodes.append(server)
         return server
 
-    def create_user(self, username: str, password: str, display_name: str | None = None) -> None:
+    def start_nodes(self, extras: Sequence[Sequence[str]], *, wait: float = 30.0) -> list[Server]:
+        """Start one node per entry of ``extras`` (its extra flags), all at once."""
+        servers = [self.node_server(len(self.nodes) + 1 + i, None, *extra) for i, extra in enumerate(extras)]
+        self.nodes.extend(servers)  # before launching, so that stop() always finds them
+        for server in servers:
+            server.launch()
+        for server in servers:
+            server.wait_healthy(wait)
+        return servers
+
+    def _user_create_args(self, username: str, password: str, display_name: str | None) -> list[str]:
         args = [
             sys.executable,
             "-m",
@@ -202,7 +229,37 @@ class DevNetwork:
         ]
         if display_name:
             args += ["--display-name", display_name]
-        subprocess.run(args, check=True, capture_output=True, timeout=60)
+        return args
+
+    def create_user(self, username: str, password: str, display_name: str | None = None) -> None:
+        subprocess.run(
+            self._user_create_args(username, password, display_name),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def create_users(self, passwords: Mapping[str, str], *, timeout: float = 60.0) -> None:
+        """Create several accounts at once (one process each, run side by side)."""
+        running = [
+            subprocess.Popen(
+                self._user_create_args(name, password, None),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for name, password in passwords.items()
+        ]
+        failed = []
+        for name, process in zip(passwords, running, strict=True):
+            try:
+                _, err = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                _, err = process.communicate()
+            if process.returncode != 0:
+                failed.append(f"{name}: {err.decode(errors='replace')[-500:]}")
+        if failed:
+            raise RuntimeError("could not create users:\n" + "\n".join(failed))
 
     def stop(self) -> None:
         for server in [*self.nodes, *([self.directory] if self.directory else [])]:
