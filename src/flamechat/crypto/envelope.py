@@ -67,12 +67,16 @@ class SealedEnvelope:
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> SealedEnvelope:
+        """Parse the wire form; anything else than a well-formed envelope is a
+        :class:`MalformedError` (callers turn CryptoError into a 4xx)."""
+        if not isinstance(data, Mapping):
+            raise MalformedError("an envelope must be a JSON object")
         try:
             v, env_id = data["v"], data["id"]
             sender, recipient, sent_at = data["sender"], data["recipient"], data["sent_at"]
         except KeyError as exc:
             raise MalformedError(f"envelope field missing: {exc.args[0]}") from exc
-        if v != ENVELOPE_VERSION:
+        if type(v) is not int or v != ENVELOPE_VERSION:  # not True, not 1.0
             raise MalformedError(f"unsupported envelope version {v!r}")
         if not all(isinstance(x, str) and x for x in (env_id, sender, recipient)):
             raise MalformedError("envelope id, sender and recipient must be strings")

@@ -54,10 +54,12 @@ class SignedRequestHeaders:
             signature_text = headers[HEADER_SIGNATURE]
         except KeyError as exc:
             raise MalformedError(f"missing header {exc.args[0]}") from exc
-        if not timestamp_text.isdigit() or len(timestamp_text) > 15:
+        # isascii(): "²" and other Unicode digits pass isdigit() but not int().
+        if not (timestamp_text.isascii() and timestamp_text.isdigit()) or len(timestamp_text) > 15:
             raise MalformedError("Flame-Timestamp must be integer seconds")
-        if not 16 <= len(nonce) <= 64 or not nonce.isascii():
-            raise MalformedError("Flame-Nonce must be 16 to 64 ASCII characters")
+        # Printable ASCII without spaces: a nonce can never smuggle a line into the signing string.
+        if not 16 <= len(nonce) <= 64 or not all("!" <= c <= "~" for c in nonce):
+            raise MalformedError("Flame-Nonce must be 16 to 64 printable ASCII characters")
         signature = b64decode(signature_text, size=SIGNATURE_SIZE, what="Flame-Signature")
         return cls(node_id, int(timestamp_text), nonce, signature)
 

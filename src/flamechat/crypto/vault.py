@@ -61,6 +61,13 @@ def unwrap_with_password(blob: bytes, password: str) -> bytes:
     if len(blob) < head + _SALT_SIZE or not blob.startswith(_MAGIC):
         raise MalformedError("not a password-wrapped key blob")
     opslimit, memlimit = _HEADER.unpack(blob[len(_MAGIC) : head])
+    # The cost comes from the blob: a damaged or forged one must not make us
+    # run Argon2 for hours or ask it for terabytes (nor raise something odd).
+    if not (
+        pwhash.argon2id.OPSLIMIT_MIN <= opslimit <= pwhash.argon2id.OPSLIMIT_SENSITIVE
+        and pwhash.argon2id.MEMLIMIT_MIN <= memlimit <= pwhash.argon2id.MEMLIMIT_SENSITIVE
+    ):
+        raise MalformedError("key blob has an out-of-range Argon2 cost")
     salt = blob[head : head + _SALT_SIZE]
     key = _password_key(password, salt, KdfParams(opslimit, memlimit))
     return unwrap_with_key(blob[head + _SALT_SIZE :], key)
