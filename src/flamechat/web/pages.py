@@ -62,7 +62,7 @@ def page_router(
             "csrf_token": session.csrf_token,
             "my_status": chosen.status,
             "my_status_text": chosen.status_text,
-            "idle_away_seconds": int(idle_away_seconds),
+            "idle_away_seconds": idle_away_seconds,
             "cached": directory.reachable is False,
             "node_url": node_url,
             **await build(session),

@@ -2,10 +2,15 @@
 // The main page: people list, conversation, live feed. Shared plumbing is in common.js.
 // Message bodies arrive as sanitised HTML from the server (Markdown subset → nh3);
 // everything else a user wrote is set through textContent.
+//
+// Other scripts extend the conversation through `flame.chat` (defined at the end):
+// `onRender(fn)` is called as fn(li, message) each time a message is drawn or redrawn,
+// `renderMessage(message)` draws one, `peer()` names the open conversation.
 
 (() => {
-  const { me, api, on, $ } = flame;
-  const state = { peer: null, oldestCursor: null, newerCursor: null, blocked: new Set() };
+  const { me, api, on, emit, $ } = flame;
+  const state = { peer: null, oldestCursor: null, opening: 0, blocked: new Set(), presence: new Map() };
+  const renderHooks = [];
 
   function uuid4() {
     const b = crypto.getRandomValues(new Uint8Array(16));
@@ -17,19 +22,25 @@
 
   // --- people ---------------------------------------------------------------------------
 
+  const STATUS_LABEL = { online: "Online", away: "Away", busy: "Busy", offline: "Offline" };
+
   function userItem(username) {
     return document.querySelector(`#users li[data-username="${CSS.escape(username)}"]`);
   }
 
+  function shownStatus(user) { return user.online ? user.status || "online" : "offline"; }
+
   function setPresence(li, user) {
-    const status = user.online ? user.status || "online" : "offline";
+    const status = shownStatus(user);
     const dot = li.querySelector(".dot");
     dot.className = `dot ${status}`;
-    dot.title = status;
+    dot.title = STATUS_LABEL[status] || status;
     li.dataset.online = user.online ? "true" : "false";
     li.dataset.status = status;
     li.querySelector(".status-text").textContent = user.online ? user.status_text || "" : "";
     if (user.display_name) li.querySelector(".name").textContent = user.display_name;
+    state.presence.set(li.dataset.username, { ...user, status });
+    if (li.dataset.username === state.peer) showPeer();
   }
 
   function ensureUserItem(username) {
@@ -41,12 +52,13 @@
     const button = document.createElement("button");
     button.type = "button";
     button.className = "open-conversation";
-    for (const cls of ["dot", "name", "handle muted", "unread"]) {
+    for (const cls of ["dot offline", "name", "handle muted", "unread"]) {
       const span = document.createElement("span");
       span.className = cls;
       button.appendChild(span);
     }
     button.querySelector(".unread").hidden = true;
+    button.querySelector(".name").textContent = username;
     button.querySelector(".handle").textContent = `@${username}`;
     const text = document.createElement("span");
     text.className = "status-text muted";
@@ -56,29 +68,103 @@
   }
 
   function renderUsers(list) {
+    if (list.users.some((user) => user.username !== me)) document.querySelectorAll("#users li.none").forEach((li) => li.remove());
     for (const user of list.users) {
       if (user.username === me) continue;
       setPresence(ensureUserItem(user.username), user);
       if (user.blocked) state.blocked.add(user.username); else state.blocked.delete(user.username);
     }
-    $("users-source").textContent = list.source === "cache" ? "(cached)" : "";
+    const cached = list.source === "cache";
+    $("users-source").textContent = cached ? "(cached)" : "";
+    $("users").dataset.source = cached ? "cache" : "directory";
+    if (state.peer) showBlocked();
   }
 
   async function loadUsers() {
     try { renderUsers(await api("GET", "/users")); } catch (exc) { /* keep what we show */ }
   }
 
+  function showUnreadTotal() {
+    let total = 0;
+    document.querySelectorAll("#users .unread").forEach((badge) => { total += +badge.textContent || 0; });
+    document.title = `${total ? `(${total}) ` : ""}Flame Chat · ${me}`;
+  }
+
+  function bumpUnread(username) {
+    const badge = ensureUserItem(username).querySelector(".unread");
+    badge.hidden = false;
+    badge.textContent = String((+badge.textContent || 0) + 1);
+    showUnreadTotal();
+  }
+
+  function clearUnread(username) {
+    const li = userItem(username);
+    if (!li) return;
+    const badge = li.querySelector(".unread");
+    badge.hidden = true;
+    badge.textContent = "";
+    showUnreadTotal();
+  }
+
   // --- messages ---------------------------------------------------------------------------
 
   const ORDER = ["pending", "sent", "delivered", "read"];
+  // Ticks as people know them, with the word beside them (and in the tooltip).
+  const STATE_LABEL = {
+    pending: ["◷", "Sending…", "Not yet on your node"],
+    sent: ["✓", "Sent", "Stored on your node and on its way (or held for them)"],
+    delivered: ["✓✓", "Delivered", "Arrived on their node"],
+    read: ["✓✓", "Read", "They have seen it"],
+    failed: ["!", "Not sent", "Not sent"],
+  };
 
   function messageItem(id) {
     return document.querySelector(`#messages li[data-id="${CSS.escape(id)}"]`);
   }
 
-  function renderMessage(message, { prepend = false } = {}) {
+  function timeLabel(when) {
+    const today = new Date();
+    const sameDay = when.toDateString() === today.toDateString();
+    const hm = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return sameDay ? hm : `${when.toLocaleDateString([], { day: "numeric", month: "short", year: "numeric" })} ${hm}`;
+  }
+
+  // Keep the list in the order the server pages it (sent_at, then seq), wherever a
+  // message comes from: a history page, the live stream, or this tab.
+  function place(li, message) {
+    const list = $("messages");
+    const key = Number(message.sent_at);
+    const seq = Number.isFinite(message.seq) ? message.seq : Number.MAX_SAFE_INTEGER;
+    li.dataset.sentAt = String(key);
+    li.dataset.seq = String(seq);
+    let before = null;
+    for (let node = list.lastElementChild; node; node = node.previousElementSibling) {
+      if (node === li) continue;
+      const k = Number(node.dataset.sentAt);
+      if (k < key || (k === key && Number(node.dataset.seq) <= seq)) break;
+      before = node;
+    }
+    list.insertBefore(li, before);
+  }
+
+  function showState(li, newState, error) {
+    li.classList.remove(...ORDER, "failed");
+    li.classList.add(newState);
+    li.dataset.state = newState;
+    li.title = error || "";
+    if (!li.classList.contains("out")) return;
+    const [tick, word, detail] = STATE_LABEL[newState] || ["", newState, newState];
+    const st = li.querySelector(".state");
+    st.querySelector(".tick").textContent = tick;
+    st.querySelector(".word").textContent = word;
+    st.title = error ? `${detail}: ${error}` : detail;
+    li.querySelector(".retry").hidden = newState !== "failed";
+  }
+
+  function renderMessage(message) {
     let li = messageItem(message.id);
-    if (!li) {
+    const fresh = !li;
+    if (fresh) {
       li = document.createElement("li");
       li.dataset.id = message.id;
       const body = document.createElement("div");
@@ -88,24 +174,41 @@
       const time = document.createElement("time");
       const st = document.createElement("span");
       st.className = "state";
-      meta.append(time, " ", st);
+      const tick = document.createElement("span");
+      tick.className = "tick";
+      tick.setAttribute("aria-hidden", "true");
+      const word = document.createElement("span");
+      word.className = "word";
+      st.append(tick, " ", word);
+      const retry = document.createElement("button");
+      retry.type = "button";
+      retry.className = "retry";
+      retry.textContent = "Retry";
+      retry.hidden = true;
+      meta.append(time, " ", st, " ", retry);
       li.append(body, meta);
-      const list = $("messages");
-      if (prepend) list.prepend(li); else list.appendChild(li);
     }
-    li.className = `message ${message.direction} ${message.state}`;
-    li.dataset.state = message.state;
+    const known = li.dataset.state;
+    const found = li.classList.contains("found");
+    li.className = `message ${message.direction}${found ? " found" : ""}`;
+    li.dataset.direction = message.direction;
+    li.dataset.peer = message.conversation || state.peer || "";
     const body = li.querySelector(".body");
     if (typeof message.html === "string") body.innerHTML = message.html;  // sanitised server-side (nh3)
     else body.textContent = message.body;
+    li.dataset.text = message.body;
     const when = new Date(message.sent_at);
     const time = li.querySelector("time");
-    time.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    time.textContent = timeLabel(when);
     time.dateTime = when.toISOString();
-    const st = li.querySelector(".state");
-    st.textContent = message.direction === "out" ? message.state : "";
-    st.hidden = message.direction !== "out";
-    li.title = message.error || "";
+    time.title = when.toLocaleString();
+    li.querySelector(".state").hidden = message.direction !== "out";
+    // A state never moves backwards (a late "sent" after a live "read").
+    const next = known && message.state !== "failed" && ORDER.indexOf(message.state) < ORDER.indexOf(known)
+      ? known : message.state;
+    showState(li, next, message.error);
+    if (fresh) place(li, message);
+    renderHooks.forEach((hook) => hook(li, message));
     return li;
   }
 
@@ -113,11 +216,7 @@
     const li = messageItem(id);
     if (!li) return;
     if (newState !== "failed" && ORDER.indexOf(newState) < ORDER.indexOf(li.dataset.state)) return;
-    li.classList.remove(...ORDER, "failed");
-    li.classList.add(newState);
-    li.dataset.state = newState;
-    if (li.classList.contains("out")) li.querySelector(".state").textContent = newState;
-    li.title = error || "";
+    showState(li, newState, error);
   }
 
   let readTimer = null;
@@ -125,92 +224,149 @@
     if (readTimer) return;
     readTimer = setTimeout(async () => {
       readTimer = null;
-      if (!state.peer || document.visibilityState !== "visible") return;
+      const peer = state.peer;
+      if (!peer || document.visibilityState !== "visible") return;
       const unread = document.querySelectorAll("#messages li.message.in.delivered");
       if (!unread.length) return;
       const newest = unread[unread.length - 1];
       try {
-        await api("POST", `/conversations/${encodeURIComponent(state.peer)}/read`, { up_to: newest.dataset.id });
-        unread.forEach((li) => setMessageState(li.dataset.id, "read"));
-      } catch (exc) { /* retried at the next message or focus */ }
+        await api("POST", `/conversations/${encodeURIComponent(peer)}/read`, { up_to: newest.dataset.id });
+        if (state.peer === peer) unread.forEach((li) => setMessageState(li.dataset.id, "read"));
+      } catch (exc) { /* retried at the next message or when the tab is shown again */ }
     }, 300);
   }
   document.addEventListener("visibilitychange", markReadSoon);
 
+  function nearEnd() {
+    const list = $("messages");
+    return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  }
   function scrollToEnd() { const list = $("messages"); list.scrollTop = list.scrollHeight; }
 
-  function showBlocked(peer) {
-    const blocked = state.blocked.has(peer);
+  // --- the conversation head: who, their status, blocked or not -------------------------
+
+  function showPeer() {
+    const peer = state.peer;
+    if (!peer) return;
+    const li = userItem(peer);
+    const seen = state.presence.get(peer);
+    $("peer-name").textContent = li ? li.querySelector(".name").textContent : peer;
+    const status = seen ? seen.status : "offline";
+    const dot = $("peer-dot");
+    dot.className = `dot ${status}`;
+    dot.title = STATUS_LABEL[status] || status;
+    $("peer-status").textContent = [STATUS_LABEL[status] || status, seen && seen.online ? seen.status_text : ""]
+      .filter(Boolean).join(" · ");
+  }
+
+  function showBlocked() {
+    const blocked = state.blocked.has(state.peer);
     $("block-toggle").textContent = blocked ? "Unblock" : "Block";
+    $("block-toggle").dataset.blocked = blocked ? "true" : "false";
     $("blocked-note").hidden = !blocked;
+    $("message-input").disabled = blocked;
+    $("send-button").disabled = blocked;
   }
 
   async function openConversation(peer, { around = null } = {}) {
+    const token = ++state.opening;
     state.peer = peer;
+    const conversation = $("conversation");
+    delete conversation.dataset.peer;
     document.querySelectorAll("#users li").forEach((li) => li.classList.toggle("active", li.dataset.username === peer));
-    const li = userItem(peer);
-    if (li) { const badge = li.querySelector(".unread"); badge.hidden = true; badge.textContent = ""; }
-    $("peer-name").textContent = li ? li.querySelector(".name").textContent : peer;
+    clearUnread(peer);
     $("peer-profile").href = `/profile/${encodeURIComponent(peer)}`;
-    showBlocked(peer);
+    showPeer();
+    showBlocked();
     $("messages").replaceChildren();
+    $("send-error").hidden = true;
     $("empty").hidden = true;
-    $("conversation").hidden = false;
+    conversation.hidden = false;
+    if (window.location.hash !== `#${encodeURIComponent(peer)}`) {
+      history.replaceState(null, "", `#${encodeURIComponent(peer)}`);
+    }
     const query = around ? `around=${encodeURIComponent(around)}&limit=50` : "limit=50";
-    const page = await api("GET", `/conversations/${encodeURIComponent(peer)}/messages?${query}`);
+    let page;
+    try {
+      page = await api("GET", `/conversations/${encodeURIComponent(peer)}/messages?${query}`);
+    } catch (exc) {
+      if (token !== state.opening) return;
+      $("send-error").textContent = `Could not load the conversation: ${exc.message}`;
+      $("send-error").hidden = false;
+      conversation.dataset.peer = peer;
+      return;
+    }
+    if (token !== state.opening) return;  // another conversation was opened meanwhile
     page.messages.forEach((m) => renderMessage(m));
     state.oldestCursor = page.next_cursor;
-    state.newerCursor = page.newer_cursor;
     $("load-older").hidden = !page.next_cursor;
+    $("jump-latest").hidden = !page.newer_cursor;
     if (around) {
       const target = messageItem(around);
-      if (target) { target.classList.add("found"); target.scrollIntoView({ block: "center" }); }
+      if (target) {
+        document.querySelectorAll("#messages li.found").forEach((li) => li.classList.remove("found"));
+        target.classList.add("found");
+        target.scrollIntoView({ block: "center" });
+      }
     } else {
       scrollToEnd();
     }
+    conversation.dataset.peer = peer;
     markReadSoon();
-    $("message-input").focus();
+    if (!around && !$("message-input").disabled) $("message-input").focus();
   }
 
   async function loadOlder() {
-    if (!state.oldestCursor) return;
-    const page = await api("GET", `/conversations/${encodeURIComponent(state.peer)}/messages?limit=50&before=${state.oldestCursor}`);
-    page.messages.slice().reverse().forEach((m) => renderMessage(m, { prepend: true }));
+    if (!state.oldestCursor || !state.peer) return;
+    const peer = state.peer;
+    const list = $("messages");
+    const fromEnd = list.scrollHeight - list.scrollTop;
+    const page = await api("GET", `/conversations/${encodeURIComponent(peer)}/messages?limit=50&before=${state.oldestCursor}`);
+    if (state.peer !== peer) return;
+    page.messages.forEach((m) => renderMessage(m));
+    list.scrollTop = list.scrollHeight - fromEnd;  // keep what the reader was looking at in place
     state.oldestCursor = page.next_cursor;
     $("load-older").hidden = !page.next_cursor;
   }
 
-  async function sendMessage(event) {
-    event.preventDefault();
-    const input = $("message-input");
-    const text = input.value;
-    if (!text.trim() || !state.peer) return;
-    const id = uuid4();
-    const peer = state.peer;
-    renderMessage({ id, direction: "out", state: "pending", body: text, sent_at: Date.now() });
-    scrollToEnd();
-    input.value = "";
+  async function post(peer, id, text) {
     $("send-error").hidden = true;
     try {
       const saved = await api("POST", `/conversations/${encodeURIComponent(peer)}/messages`, { id, body: text });
       if (state.peer === peer) renderMessage(saved);
     } catch (exc) {
+      if (state.peer !== peer) return;
       setMessageState(id, "failed", exc.message);
       $("send-error").textContent = exc.message;
       $("send-error").hidden = false;
     }
   }
 
+  async function sendMessage(event) {
+    event.preventDefault();
+    const input = $("message-input");
+    const text = input.value;
+    if (!text.trim() || !state.peer || input.disabled) return;
+    const id = uuid4();
+    renderMessage({ id, direction: "out", state: "pending", body: text, sent_at: Date.now(), conversation: state.peer });
+    scrollToEnd();
+    input.value = "";
+    await post(state.peer, id, text);
+  }
+
   // --- live events ------------------------------------------------------------------------
 
   on("message", (event) => {
     const m = event.message;
-    if (m.conversation === state.peer) { renderMessage(m); scrollToEnd(); markReadSoon(); }
-    else if (m.direction === "in") {
-      const li = ensureUserItem(m.conversation);
-      const badge = li.querySelector(".unread");
-      badge.hidden = false;
-      badge.textContent = String((+badge.textContent || 0) + 1);
+    if (m.conversation === state.peer && $("conversation").dataset.peer === state.peer) {
+      const follow = m.direction === "out" || nearEnd();
+      renderMessage(m);
+      if (follow) scrollToEnd();
+      markReadSoon();
+    } else if (m.conversation === state.peer) {
+      renderMessage(m);  // the page is still loading: keep it, in order
+    } else if (m.direction === "in") {
+      bumpUnread(m.conversation);
     }
   });
   on("message_state", (event) => { if (event.conversation === state.peer) setMessageState(event.id, event.state, event.error); });
@@ -219,12 +375,19 @@
   on("resync", () => { loadUsers(); if (state.peer) openConversation(state.peer); });
   on("poll", async () => {
     await loadUsers();
-    if (state.peer) {
-      const page = await api("GET", `/conversations/${encodeURIComponent(state.peer)}/messages?limit=50`);
-      page.messages.forEach((m) => renderMessage(m));
+    const peer = state.peer;
+    if (peer) {
+      try {
+        const page = await api("GET", `/conversations/${encodeURIComponent(peer)}/messages?limit=50`);
+        if (state.peer === peer) { page.messages.forEach((m) => renderMessage(m)); markReadSoon(); }
+      } catch (exc) { /* the next poll tries again */ }
     }
   });
   on("jump", (event) => { $("search-results").hidden = true; openConversation(event.conversation, { around: event.id }); });
+  on("blocked", (event) => {
+    if (event.blocked) state.blocked.add(event.username); else state.blocked.delete(event.username);
+    if (state.peer === event.username) showBlocked();
+  });
 
   // --- wiring -----------------------------------------------------------------------------
 
@@ -234,16 +397,53 @@
   });
   $("send-form").addEventListener("submit", sendMessage);
   $("message-input").addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); $("send-form").requestSubmit(); }
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      $("send-form").requestSubmit();
+    }
   });
-  $("load-older").addEventListener("click", loadOlder);
+  $("messages").addEventListener("click", (event) => {
+    const retry = event.target.closest("button.retry");
+    if (!retry || !state.peer) return;
+    const li = retry.closest("li.message");
+    showState(li, "pending");
+    post(state.peer, li.dataset.id, li.dataset.text);
+  });
+  $("load-older").addEventListener("click", () => loadOlder().catch(() => {}));
+  $("jump-latest").addEventListener("click", () => { if (state.peer) openConversation(state.peer); });
   $("block-toggle").addEventListener("click", async () => {
     const peer = state.peer;
     const blocked = state.blocked.has(peer);
-    await api(blocked ? "DELETE" : "PUT", `/blocks/${encodeURIComponent(peer)}`);
-    if (blocked) state.blocked.delete(peer); else state.blocked.add(peer);
-    showBlocked(peer);
+    try {
+      await api(blocked ? "DELETE" : "PUT", `/blocks/${encodeURIComponent(peer)}`);
+    } catch (exc) {
+      $("send-error").textContent = exc.message;
+      $("send-error").hidden = false;
+      return;
+    }
+    emit({ type: "blocked", username: peer, blocked: !blocked });
   });
+  window.addEventListener("hashchange", () => {
+    const [peer, id] = decodeURIComponent(window.location.hash.slice(1)).split("/");
+    if (peer && (peer !== state.peer || id)) openConversation(peer, { around: id || null });
+  });
+
+  // The server rendered the list; remember what it showed so the head can use it.
+  document.querySelectorAll("#users li.user").forEach((li) => {
+    state.presence.set(li.dataset.username, {
+      online: li.dataset.online === "true",
+      status: li.dataset.status,
+      status_text: li.querySelector(".status-text").textContent,
+    });
+    if (li.dataset.blocked === "true") state.blocked.add(li.dataset.username);
+  });
+
+  flame.chat = {
+    peer: () => state.peer,
+    renderMessage,
+    setMessageState,
+    onRender: (hook) => { renderHooks.push(hook); },
+  };
 
   loadUsers().then(() => {
     // "#bob" opens a conversation; "#bob/<message id>" opens it at that message.

@@ -34,46 +34,84 @@ const flame = (() => {
     if (polling) return;
     polling = setInterval(() => emit({ type: "poll" }), 3000);
   }
+  // A stream that drops and comes back may have missed events: "resync" reloads.
+  let opened = false;
   function connect() {
     if (!("EventSource" in window)) { startPolling(); return; }
     const source = new EventSource("/api/v1/events");
     for (const type of ["message", "message_state", "presence", "directory", "resync"]) {
-      source.addEventListener(type, (e) => emit(JSON.parse(e.data)));
+      source.addEventListener(type, (e) => {
+        let event;
+        try { event = JSON.parse(e.data); } catch (exc) { return; }
+        emit(event);
+      });
     }
     source.addEventListener("open", () => {
       if (polling) { clearInterval(polling); polling = null; }
       document.body.dataset.live = "sse";
+      if (opened) emit({ type: "resync" });
+      opened = true;
     });
     source.addEventListener("error", () => { document.body.dataset.live = "polling"; startPolling(); });
   }
-  on("directory", (event) => { $("directory-banner").hidden = event.status !== "offline"; });
+  on("directory", (event) => {
+    $("directory-banner").hidden = event.status !== "offline";
+    document.body.dataset.directory = event.status;
+  });
 
   // --- status: chosen, and automatic away after idling -------------------------------
   const select = $("status-select");
   const statusText = $("status-text");
-  let autoAway = false;
-  function showMyDot(status) { $("my-dot").className = `dot ${status === "invisible" ? "offline" : status}`; }
-  async function saveStatus(status) {
-    const saved = await api("PUT", "/me/status", { status, status_text: statusText.value });
-    select.value = saved.status;
-    showMyDot(saved.status);
+  const autoAwayKey = `flame:auto-away:${me}`;
+  // Away set by idling (not chosen) survives a reload, so activity still clears it.
+  let autoAway = select.value === "away" && localStorage.getItem(autoAwayKey) === "1";
+  function setAutoAway(value) {
+    autoAway = value;
+    if (value) localStorage.setItem(autoAwayKey, "1"); else localStorage.removeItem(autoAwayKey);
   }
-  select.addEventListener("change", () => { autoAway = false; saveStatus(select.value); });
+  function showMyDot(status) {
+    const shown = status === "invisible" ? "offline" : status;
+    $("my-dot").className = `dot ${shown}`;
+    document.body.dataset.myStatus = status;
+  }
+  // Saves go one at a time, in order, each with the text as it is when it leaves.
+  let saving = Promise.resolve();
+  function saveStatus(status) {
+    saving = saving.then(async () => {
+      const text = statusText.value;
+      statusText.classList.remove("failed");
+      statusText.title = "";
+      try {
+        const saved = await api("PUT", "/me/status", { status, status_text: text });
+        select.value = saved.status;
+        if (statusText.value === text) statusText.value = saved.status_text;
+        showMyDot(saved.status);
+      } catch (exc) {
+        statusText.classList.add("failed");
+        statusText.title = `Not saved: ${exc.message}`;
+      }
+    });
+    return saving;
+  }
+  showMyDot(select.value);
+  select.addEventListener("change", () => { setAutoAway(false); saveStatus(select.value); });
   statusText.addEventListener("change", () => saveStatus(select.value));
   statusText.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); statusText.blur(); } });
 
-  const idleLimit = Number(document.querySelector("header.top").dataset.idleAway || 300) * 1000;
+  const configured = Number(document.querySelector("header.top").dataset.idleAway);
+  const idleLimit = (Number.isFinite(configured) && configured > 0 ? configured : 300) * 1000;
   let lastActive = Date.now();
   function activity() {
     lastActive = Date.now();
-    if (autoAway) { autoAway = false; saveStatus("online"); }
+    if (autoAway) { setAutoAway(false); saveStatus("online"); }
   }
-  for (const type of ["mousemove", "keydown", "pointerdown", "focus", "scroll"]) {
-    window.addEventListener(type, activity, { passive: true });
+  for (const type of ["mousemove", "keydown", "pointerdown", "focus", "scroll", "touchstart"]) {
+    window.addEventListener(type, activity, { passive: true, capture: true });
   }
+  document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") activity(); });
   setInterval(() => {
     if (!autoAway && select.value === "online" && Date.now() - lastActive >= idleLimit) {
-      autoAway = true;
+      setAutoAway(true);
       saveStatus("away");
     }
   }, Math.min(5000, Math.max(250, idleLimit / 4)));
@@ -132,15 +170,24 @@ const flame = (() => {
       text.className = "snippet";
       text.appendChild(highlighted(hit.snippet));
       li.append(who, when, text);
-      li.addEventListener("click", () => emit({ type: "jump", conversation: hit.message.conversation, id: hit.message.id }));
+      li.tabIndex = 0;
+      const jump = () => emit({ type: "jump", conversation: hit.message.conversation, id: hit.message.id });
+      li.addEventListener("click", jump);
+      li.addEventListener("keydown", (e) => { if (e.key === "Enter") jump(); });
       found.appendChild(li);
     }
     if (!results.messages.length) found.append(Object.assign(document.createElement("li"), { className: "muted", textContent: "No messages match." }));
     $("search-results").hidden = false;
   }
-  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); runSearch().catch(() => {}); });
-  for (const id of ["search-peer", "search-since", "search-until"]) $(id).addEventListener("change", () => runSearch().catch(() => {}));
+  function searchFailed(exc) {
+    $("people-results").replaceChildren();
+    $("message-results").replaceChildren(Object.assign(document.createElement("li"), { className: "error", textContent: `Search failed: ${exc.message}` }));
+    $("search-results").hidden = false;
+  }
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); runSearch().catch(searchFailed); });
+  for (const id of ["search-peer", "search-since", "search-until"]) $(id).addEventListener("change", () => runSearch().catch(searchFailed));
   $("search-close").addEventListener("click", () => { $("search-results").hidden = true; });
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("search-results").hidden = true; });
   // Outside the main page a jump goes to the main page, which opens the message.
   on("jump", (event) => {
     if (!document.getElementById("messages")) {

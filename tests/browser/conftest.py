@@ -1,0 +1,183 @@
+"""Real Chromium (Debian's, through Playwright) driving real nodes.
+
+Each user gets a browser context of their own, as each person has their own
+browser: every node sets its own session cookie. Every wait is bounded; every
+context, browser and process a test starts is closed in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from flamechat.devnet import DevNetwork, Server
+from tests.conftest import PASSWORDS
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WAIT_MS = 15_000  # the longest any single expectation may wait
+
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    report = yield
+    if getattr(report, "when", None) == "call" and getattr(report, "failed", False):
+        item.stash[FAILED] = True
+    return report
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing: CI must run the browser tests (make chromium)")
+        pytest.skip(f"{CHROMIUM} is missing; install Debian's chromium (make chromium) to run these")
+    expect.set_options(timeout=WAIT_MS)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@dataclass
+class User:
+    """One person in their own browser, logged in on their home node."""
+
+    username: str
+    node: Server
+    context: BrowserContext
+    page: Page
+    errors: list[str] = field(default_factory=list)
+
+    def goto(self, path: str) -> None:
+        self.page.goto(self.node.url + path)
+
+    def person(self, username: str):  # type: ignore[no-untyped-def]
+        """The entry for ``username`` in the people list."""
+        return self.page.locator(f'#users li.user[data-username="{username}"]')
+
+    def open_conversation(self, peer: str) -> None:
+        self.person(peer).locator("button.open-conversation").click()
+        expect(self.page.locator("#conversation")).to_be_visible()
+        expect(self.page.locator("#conversation")).to_have_attribute("data-peer", peer)
+
+    def send(self, text: str) -> None:
+        self.page.locator("#message-input").fill(text)
+        self.page.locator("#send-button").click()
+
+    def message(self, text: str):  # type: ignore[no-untyped-def]
+        """The message bubble(s) in the open conversation whose text contains ``text``."""
+        return self.page.locator("#messages li.message", has_text=text)
+
+    def screenshot(self, name: str) -> str:
+        path = f"/tmp/flame-{self.username}-{name}.png"
+        self.page.screenshot(path=path, full_page=True)
+        return path
+
+
+def open_browser(browser: Browser, node: Server, username: str) -> User:
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    user = User(username, node, context, page)
+    page.on("pageerror", lambda exc: user.errors.append(f"pageerror: {exc}"))
+    page.on(
+        "console",
+        lambda msg: (
+            user.errors.append(f"console: {msg.text}")
+            if msg.type == "error" and "Failed to load resource" not in msg.text
+            else None
+        ),
+    )
+    return user
+
+
+def log_in(user: User, password: str | None = None) -> User:
+    page = user.page
+    user.goto("/login")
+    page.locator("#username").fill(user.username)
+    page.locator("#password").fill(password or PASSWORDS[user.username])
+    page.locator("#login-button").click()
+    page.wait_for_url(re.compile(re.escape(user.node.url) + r"/(#.*)?$"))
+    expect(page.locator("body")).to_have_attribute("data-live", "sse")
+    return user
+
+
+class Browsers:
+    """Opens a browser context per user and closes them all at the end."""
+
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+        self.users: list[User] = []
+
+    def open(self, node: Server, username: str) -> User:
+        user = open_browser(self.browser, node, username)
+        self.users.append(user)
+        return user
+
+    def login(self, node: Server, username: str, password: str | None = None) -> User:
+        return log_in(self.open(node, username), password)
+
+    def screenshots(self, name: str) -> list[str]:
+        """Every open page as a PNG in /tmp (what the user saw when a test failed)."""
+        paths = []
+        for user in self.users:
+            with contextlib.suppress(Exception):
+                paths.append(user.screenshot(f"{name}-failed"))
+        return paths
+
+    def close(self) -> list[str]:
+        found = []
+        for user in self.users:
+            found += [f"{user.username}: {e}" for e in user.errors]
+            with contextlib.suppress(Exception):  # a crashed context is closed already
+                user.context.close()
+        self.users.clear()
+        return found
+
+
+@pytest.fixture
+def browsers(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Browsers]:
+    """Per-test browser contexts; the test fails if any page raised a script error."""
+    opened = Browsers(browser)
+    try:
+        yield opened
+    finally:
+        if request.node.stash.get(FAILED, False):
+            for path in opened.screenshots(request.node.name):
+                print(f"screenshot: {path}")
+        errors = opened.close()
+    assert not errors, "script errors on the pages:\n" + "\n".join(errors)
+
+
+def start_network(root: Path, *, nodes: int = 2, node_args: dict[int, list[str]] | None = None) -> DevNetwork:
+    """Directory + ``nodes`` nodes (extra flags per node index), users created."""
+    net = DevNetwork(root, password_profile="minimal", presence_interval=1.0)
+    try:
+        net.start_directory(presence_ttl=4.0)
+        for index in range(nodes):
+            net.start_node(None, *(node_args or {}).get(index, []))
+        for name, password in PASSWORDS.items():
+            net.create_user(name, password)
+    except BaseException:
+        net.stop()
+        raise
+    return net

@@ -1,0 +1,110 @@
+"""Issue 2: two people on two nodes chat through the real pages, live."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Route, expect
+
+from flamechat.devnet import DevNetwork
+from tests.browser.conftest import Browsers
+
+pytestmark = pytest.mark.browser
+
+
+def test_wrong_password_is_refused_on_the_login_page(browsers: Browsers, network: DevNetwork) -> None:
+    alice = browsers.open(network.nodes[0], "alice")
+    alice.goto("/login")
+    alice.page.locator("#username").fill("alice")
+    alice.page.locator("#password").fill("not-her-password")
+    alice.page.locator("#login-button").click()
+
+    error = alice.page.locator("#login-error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text(re.compile("wrong username or password", re.I))
+    assert alice.page.url.endswith("/login")
+    expect(alice.page.locator("#login-button")).to_be_enabled()
+    # No session was opened: the main page sends the visitor back to the login page.
+    alice.goto("/")
+    alice.page.wait_for_url(re.compile(r"/login$"))
+
+
+def test_message_crosses_nodes_live_both_ways(browsers: Browsers, network: DevNetwork) -> None:
+    node_a, node_b = network.nodes
+    alice = browsers.login(node_a, "alice")
+    bob = browsers.login(node_b, "bob")
+
+    # Each sees the other online in the people list, live (no reload).
+    expect(alice.person("bob").locator(".dot")).to_have_class(re.compile(r"\bonline\b"))
+    expect(bob.person("alice").locator(".dot")).to_have_class(re.compile(r"\bonline\b"))
+
+    alice.open_conversation("bob")
+    expect(alice.page.locator("#peer-name")).to_have_text("Bob")
+
+    # Hold the POST so that the "pending" state is seen for sure, then let it go.
+    held: list[Route] = []
+    alice.page.route(re.compile(r"/api/v1/conversations/bob/messages$"), lambda route: held.append(route))
+    alice.send("Hello **Bob**, lunch at noon?")
+    mine = alice.message("lunch at noon?")  # as typed until the server renders it
+    expect(mine).to_have_count(1)
+    expect(mine).to_have_attribute("data-state", "pending")
+    expect(mine.locator(".state")).to_contain_text("Sending")
+    expect(alice.page.locator("#message-input")).to_have_value("")
+    for _ in range(50):  # the route handler runs while Playwright waits
+        if held:
+            break
+        alice.page.wait_for_timeout(100)
+    assert len(held) == 1, "the browser did not post the message"
+    held[0].continue_()
+    alice.page.unroute(re.compile(r"/api/v1/conversations/bob/messages$"))
+
+    # Bob is online with his page open: it goes straight through to delivered.
+    expect(mine).to_have_attribute("data-state", re.compile("^(sent|delivered|read)$"))
+    expect(mine.locator(".body strong")).to_have_text("Bob")  # Markdown rendered
+
+    # Bob never reloads: the live stream brings the message and an unread badge.
+    badge = bob.person("alice").locator(".unread")
+    expect(badge).to_have_text("1")
+    bob.open_conversation("alice")
+    theirs = bob.message("Hello Bob, lunch at noon?")
+    expect(theirs).to_have_count(1)
+    expect(theirs).to_have_class(re.compile(r"\bin\b"))
+    expect(badge).to_be_hidden()
+
+    bob.send("Noon works. See you there!")
+    expect(bob.message("Noon works")).to_have_attribute("data-state", re.compile("^(delivered|read)$"))
+    reply = alice.message("Noon works. See you there!")
+    expect(reply).to_have_count(1)
+    expect(reply).to_have_class(re.compile(r"\bin\b"))
+    # Alice has the conversation open: Bob's reply is read, and Bob sees it live.
+    expect(bob.message("Noon works")).to_have_attribute("data-state", "read")
+
+    # Order on both sides follows the order they were written; nothing is doubled.
+    expected = ["Hello Bob, lunch at noon?", "Noon works. See you there!"]
+    assert alice.page.locator("#messages li.message .body").all_inner_texts() == expected
+    assert bob.page.locator("#messages li.message .body").all_inner_texts() == expected
+
+    # A reload shows the same history from the server.
+    bob.page.reload()
+    bob.open_conversation("alice")
+    expect(bob.page.locator("#messages li.message .body")).to_have_text(expected)
+
+
+def test_enter_sends_and_shift_enter_breaks_the_line(browsers: Browsers, network: DevNetwork) -> None:
+    node_a, node_b = network.nodes
+    carol = browsers.login(node_a, "carol")
+    dave = browsers.login(node_b, "dave")
+    carol.open_conversation("dave")
+    box = carol.page.locator("#message-input")
+    box.click()
+    box.type("first line")
+    box.press("Shift+Enter")
+    box.type("second line")
+    box.press("Enter")
+    sent = carol.message("first line")
+    expect(sent).to_have_count(1)
+    expect(sent.locator(".body")).to_have_text("first line\nsecond line")
+    expect(box).to_have_value("")
+    dave.open_conversation("carol")
+    expect(dave.message("second line")).to_have_count(1)
