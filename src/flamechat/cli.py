@@ -246,6 +246,27 @@ def directory(**options: Any) -> None:
     show_default=True,
     help="Login attempts on one account per minute (failures also back off).",
 )
+@click.option(
+    "--max-file-bytes",
+    type=int,
+    default=2 * 1024**3,
+    show_default=True,
+    help="Largest file a user may send or receive.",
+)
+@click.option(
+    "--storage-quota-bytes",
+    type=int,
+    default=20 * 1024**3,
+    show_default=True,
+    help="File storage per user on this node (sent and received).",
+)
+@click.option(
+    "--blob-send-rate",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Bytes per second one file transfer to a peer may use (0: unlimited).",
+)
 def node(**options: Any) -> None:
     """Run a node that hosts users."""
     from flamechat.node import create_node_app

@@ -56,6 +56,9 @@ class NodeSettings:
     peer_requests_per_second: int = 200
     logins_per_minute_per_address: int = 30
     logins_per_minute_per_account: int = 10
+    max_file_bytes: int = 2 * 1024**3
+    storage_quota_bytes: int = 20 * 1024**3
+    blob_send_rate: int = 0
 
     @property
     def url(self) -> str:
@@ -68,3 +71,7 @@ class NodeSettings:
     @property
     def key_path(self) -> Path:
         return self.data_dir / "node.key"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"

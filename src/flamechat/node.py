@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from flamechat import __version__
 from flamechat.config import NodeSettings
 from flamechat.crypto import KdfParams, NodeKey, b64decode
+from flamechat.federation.blobs import blobs_router
 from flamechat.federation.client import HttpDirectory, HttpPeers, SignedClient
 from flamechat.federation.routes import federation_router
 from flamechat.httpapi.errors import install_error_handlers
@@ -34,6 +35,8 @@ from flamechat.services.clock import Clock, SystemClock
 from flamechat.services.delivery import DeliveryWorker
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.events import EventHub
+from flamechat.services.file_fetch import FetchWorker
+from flamechat.services.files import PART_MAX_BYTES, FileLimits, FileService
 from flamechat.services.keyring import KeyRing
 from flamechat.services.messaging import MessagingService
 from flamechat.services.passwords import make_hasher
@@ -42,8 +45,10 @@ from flamechat.services.profiles import ProfileService
 from flamechat.services.ratelimit import RateLimits, RateSettings
 from flamechat.services.relay import RelayService
 from flamechat.services.search import SearchService
+from flamechat.storage.blob_store import BlobStore
 from flamechat.storage.database import Database, migrate, sqlite_url
 from flamechat.web.api import api_router
+from flamechat.web.files_api import files_router
 from flamechat.web.pages import CSP, page_router
 from flamechat.web.security import cookie_name
 from flamechat.web.social_api import social_router
@@ -70,6 +75,8 @@ class Node:
     limits: RateLimits
     profiles: ProfileService
     search: SearchService
+    files: FileService
+    fetcher: FetchWorker
 
     async def register_until_done(self) -> None:
         """Register with the directory, retrying while it is unreachable."""
@@ -93,6 +100,8 @@ class Node:
             await asyncio.sleep(60)
             with contextlib.suppress(Exception):
                 await self.accounts.expire_sessions()
+            with contextlib.suppress(Exception):
+                await self.files.expire_uploads()
 
 
 def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
@@ -185,6 +194,29 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
     )
     profiles = ProfileService(db, directory, peers, keyring, clock, node_id=key.node_id)
     search = SearchService(db, directory, profiles)
+    blob_store = BlobStore(settings.blob_dir)
+    files = FileService(
+        db,
+        blob_store,
+        messaging,
+        clock,
+        node_id=key.node_id,
+        limits=FileLimits(max_file_bytes=settings.max_file_bytes, quota_bytes=settings.storage_quota_bytes),
+    )
+    fetcher = FetchWorker(
+        db,
+        blob_store,
+        files,
+        directory,
+        peers,
+        events,
+        clock,
+        node_id=key.node_id,
+        base_delay=settings.retry_base,
+        max_delay=settings.retry_max,
+        ttl=settings.outbox_ttl,
+    )
+    files.on_incoming(fetcher.wake)
     return Node(
         settings,
         key,
@@ -202,6 +234,8 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
         limits,
         profiles,
         search,
+        files,
+        fetcher,
     )
 
 
@@ -218,6 +252,7 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
             asyncio.create_task(node.presence.run()),
             asyncio.create_task(node.relay.run()),
             asyncio.create_task(node.housekeeping()),
+            asyncio.create_task(node.fetcher.run()),
         ]
         try:
             yield
@@ -250,6 +285,7 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
             events=node.events,
             blocks=node.blocks,
             limits=node.limits,
+            files=node.files,
             node_id=node.key.node_id,
             cookie=cookie,
             session_ttl=int(settings.session_ttl),
@@ -276,6 +312,8 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
 
     verifier = RequestVerifier(node_key, clock, admit=admit)
 
+    app.include_router(files_router(accounts=node.accounts, files=node.files, cookie=cookie))
+    app.include_router(blobs_router(node.files, node.directory, verifier, send_rate=settings.blob_send_rate))
     app.include_router(federation_router(node.messaging, node.relay, node.presence, node.profiles, verifier))
     app.include_router(
         page_router(
@@ -306,5 +344,9 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
             response.headers.setdefault("X-Frame-Options", "DENY")
         return response
 
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        larger={"/api/v1/uploads/": PART_MAX_BYTES + 64 * 1024},
+    )
     return app

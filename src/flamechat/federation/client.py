@@ -8,6 +8,7 @@ client is on the hot path of every delivery.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -84,6 +85,50 @@ class SignedClient:
         if len(raw) > MAX_ANSWER_BYTES:
             raise TransportError(f"{method} {url}: answer too large", transient=False, status=status)
         return status, raw
+
+    async def stream_into(
+        self,
+        url: str,
+        sink: Callable[[bytes], Awaitable[None]],
+        *,
+        headers: dict[str, str] | None = None,
+        read_timeout: float = 30.0,
+        piece: int = 256 * 1024,
+        expect_status: int | None = None,
+    ) -> int:
+        """Signed GET whose answer is streamed into ``sink`` piece by piece.
+
+        No total timeout (a 2 GB file takes what it takes) but every read must
+        make progress within ``read_timeout``. Returns the HTTP status.
+        """
+        await self.start()
+        assert self._session is not None
+        parts = urlsplit(url)
+        target = parts.path + ("?" + parts.query if parts.query else "")
+        signed = sign_request(self.key, "GET", target, b"", timestamp=int(self.clock.now()))
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.timeout.sock_connect, sock_read=read_timeout
+        )
+        try:
+            async with self._session.get(
+                URL(url, encoded=True), headers={**signed.as_dict(), **(headers or {})}, timeout=timeout
+            ) as response:
+                if response.status >= 400:
+                    raw = await response.content.read(64 * 1024)
+                    try:
+                        answer = json.loads(raw) if raw else {}
+                    except ValueError:
+                        answer = {}
+                    raise _refusal("GET", url, response.status, answer)
+                if expect_status is not None and response.status != expect_status:
+                    raise TransportError(
+                        f"GET {url}: answered {response.status}, not {expect_status}", transient=False
+                    )
+                async for data in response.content.iter_chunked(piece):
+                    await sink(data)
+                return response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TransportError(f"GET {url}: {type(exc).__name__} {exc}", transient=True) from exc
 
 
 def _refusal(method: str, url: str, status: int, answer: Any) -> TransportError:
@@ -181,3 +226,10 @@ class HttpPeers:
         if status >= 400:
             raise _refusal("GET", url, status, {})
         return raw
+
+    async def fetch_blob(
+        self, node_url: str, blob_id: str, offset: int, sink: Callable[[bytes], Awaitable[None]]
+    ) -> None:
+        url = self._url(node_url, f"/blobs/{quote(blob_id, safe='')}")
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        await self.client.stream_into(url, sink, headers=headers, expect_status=206 if offset else 200)

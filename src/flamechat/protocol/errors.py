@@ -139,6 +139,43 @@ class MessageTooLarge(PayloadTooLarge):
     code = "message_too_large"
 
 
+class FileTooLarge(PayloadTooLarge):
+    """A file over the node's maximum file size."""
+
+    code = "file_too_large"
+
+
+class QuotaExceeded(FlameError):
+    """The user's file storage on their node is full."""
+
+    status = 507
+    code = "quota_exceeded"
+
+
+class UploadOffsetMismatch(Conflict):
+    """An upload part does not start where the node's copy ends."""
+
+    code = "upload_offset_mismatch"
+
+
+class FileNotReady(Conflict):
+    """The file's data has not arrived (or was refused)."""
+
+    code = "file_not_ready"
+
+
+class FileCorrupted(FlameError):
+    """A blob fails its authentication or hash: it is never served."""
+
+    status = 422
+    code = "file_corrupted"
+
+
+class RangeNotSatisfiable(FlameError):
+    status = 416
+    code = "range_not_satisfiable"
+
+
 class RateLimited(FlameError):
     status = 429
     code = "rate_limited"
@@ -180,6 +217,12 @@ ALL_ERRORS: tuple[type[FlameError], ...] = (
     LocalCredentialsMismatch,
     PayloadTooLarge,
     MessageTooLarge,
+    FileTooLarge,
+    QuotaExceeded,
+    UploadOffsetMismatch,
+    FileNotReady,
+    FileCorrupted,
+    RangeNotSatisfiable,
     RateLimited,
     DirectoryUnavailable,
     PeerUnavailable,

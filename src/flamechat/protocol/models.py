@@ -225,6 +225,8 @@ class MessageView(BaseModel):
     html: str | None = Field(
         default=None, description="the body rendered from its Markdown subset, sanitised"
     )
+    kind: Literal["text", "file"] = "text"
+    file: FileView | None = Field(default=None, description="the attachment of a file message")
 
 
 class MessagePage(BaseModel):
@@ -312,3 +314,36 @@ class SearchResults(BaseModel):
 class SignedProfile(BaseModel):
     profile: dict[str, str | int | None]
     signature: str
+
+
+# --- files (local API) -------------------------------------------------------------
+
+
+class StartUpload(Strict):
+    id: EnvelopeId = Field(description="client-chosen UUID; becomes the file message's id")
+    name: Annotated[str, Field(min_length=1, max_length=1024)]
+    size: int = Field(ge=0, le=2**53, description="plaintext bytes")
+    type: Annotated[str, Field(max_length=255)] = "application/octet-stream"
+
+
+class UploadView(BaseModel):
+    id: str
+    size: int
+    received: int = Field(description="bytes the node holds; the next part starts here")
+    complete: bool
+    part_size: int = Field(description="send parts of at most this many bytes, multiples of chunk_size")
+    chunk_size: int
+    message: MessageView | None = None
+
+
+class FileView(BaseModel):
+    name: str
+    size: int
+    declared_type: str
+    type: str | None = Field(description="sniffed from the content by this node")
+    media: Literal["image", "audio", "video"] | None = Field(description="shown inline when set")
+    state: Literal["fetching", "ready", "failed", "refused"]
+    received: int
+    error: str | None = None
+    url: str
+    thumbnail_url: str | None = None

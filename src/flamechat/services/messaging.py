@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol
 
 from flamechat.crypto import (
     OpenedEnvelope,
@@ -49,6 +49,19 @@ STATE_RANK = {"failed": -1, "pending": 0, "sent": 1, "delivered": 2, "read": 3}
 _RECEIPT_NAMESPACE = uuid.UUID("5b0c1f7e-6a36-4e0b-9a43-9d3c1c6f2f10")
 
 
+class KindHandler(Protocol):
+    """What a service that owns an envelope kind (files) gives messaging."""
+
+    def history_text(self, opened: OpenedEnvelope) -> str | None:
+        """The searchable text for the history row; ``None`` refuses the envelope."""
+
+    async def stored(self, conn: Any, opened: OpenedEnvelope, now: int) -> None:
+        """Write the kind's own rows, in the transaction that stores the message."""
+
+    def after_commit(self, opened: OpenedEnvelope) -> None:
+        """Called once the message is durable (wake a worker)."""
+
+
 class UserBlocked(errors.Conflict):
     code = "user_blocked"
 
@@ -65,6 +78,7 @@ def message_view(record: MessageRecord) -> dict[str, Any]:
         "state": record.state,
         "direction": record.direction,
         "error": record.error,
+        "kind": record.kind,
     }
 
 
@@ -110,6 +124,7 @@ class MessagingService:
         self.node_id = node_id
         self.outbox_ttl = outbox_ttl
         self._wake: Callable[[], None] = lambda: None
+        self._kinds: dict[str, KindHandler] = {}
 
     def on_queued(self, wake: Callable[[], None]) -> None:
         """Called after something is put in the outbox (wakes the delivery worker)."""
@@ -124,8 +139,6 @@ class MessagingService:
             )
         if not text.strip():
             raise errors.InvalidRequest("the message is empty", field="body")
-        if await self.blocks.is_blocked(username, peer):
-            raise UserBlocked(f"you have blocked {peer}; unblock them to write to them")
         message_id = message_id or new_id()
         async with self.db.read() as conn:
             existing = await node_messages.find_message(conn, username, message_id)
@@ -133,12 +146,36 @@ class MessagingService:
             if existing.peer != peer or existing.body != text:
                 raise errors.Conflict("this message id is already used", field="id")
             return existing  # the browser retried: same answer, nothing duplicated
+        await self.check_may_send(username, peer)
+        await self.limits.hit("bytes", username, cost=max(1, len(text.encode())))
+        return await self.send_sealed(username, peer, message_id, "message", {"text": text}, text)
+
+    async def check_may_send(self, username: str, peer: str) -> KnownUser:
+        """The checks every send passes: not blocked, recipient ready, within rate."""
+        if await self.blocks.is_blocked(username, peer):
+            raise UserBlocked(f"you have blocked {peer}; unblock them to write to them")
+        recipient = await self._recipient(peer)
+        self.keyring.require(username)
+        await self.limits.hit("messages", username)
+        return recipient
+
+    async def send_sealed(
+        self,
+        username: str,
+        peer: str,
+        message_id: str,
+        kind: str,
+        body: dict[str, Any],
+        history_text: str,
+        *,
+        also: Callable[[Any, int], Awaitable[None]] | None = None,
+    ) -> MessageRecord:
+        """Seal ``body`` as ``kind``, then store history row, outbox entry and
+        whatever ``also(conn, now)`` writes in one transaction."""
         recipient = await self._recipient(peer)
         keys = self.keyring.require(username)
-        await self.limits.hit("messages", username)
-        await self.limits.hit("bytes", username, cost=max(1, len(text.encode())))
         now = ms(self.clock)
-        envelope = self._seal(keys, username, recipient, message_id, now, "message", {"text": text})
+        envelope = self._seal(keys, username, recipient, message_id, now, kind, body)
         async with self.db.write() as conn:
             record = await node_messages.add_message(
                 conn,
@@ -148,16 +185,24 @@ class MessagingService:
                 direction="out",
                 sender=username,
                 recipient=peer,
-                body=text,
+                body=history_text,
                 sent_at=now,
                 state="pending",
                 now=now,
+                kind="text" if kind == "message" else kind,
             )
+            if record is None:
+                raise errors.Conflict("this message id is already used", field="id")
+            if also is not None:
+                await also(conn, now)
             await self._enqueue(conn, envelope, now)
-        assert record is not None
         self.events.publish(username, {"type": "message", "message": message_view(record)})
         self._wake()
         return record
+
+    def register_kind(self, kind: str, handler: KindHandler) -> None:
+        """Let another service accept envelopes of ``kind`` (files)."""
+        self._kinds[kind] = handler
 
     async def _recipient(self, username: str) -> KnownUser:
         recipient = await self.directory.resolve(username)
@@ -366,8 +411,11 @@ class MessagingService:
         if opened.kind == "receipt":
             await self._apply_receipt(opened)
             return True
-        text = opened.body.get("text")
-        if opened.kind != "message" or not isinstance(text, str):
+        handler = self._kinds.get(opened.kind)
+        text = opened.body.get("text") if opened.kind == "message" else None
+        if handler is not None:
+            text = handler.history_text(opened)
+        if not isinstance(text, str):
             log.info("ignoring envelope %s of kind %s", opened.id, opened.kind)
             return False
         now = ms(self.clock)
@@ -395,11 +443,16 @@ class MessagingService:
                 sent_at=opened.sent_at,
                 state="delivered",
                 now=now,
+                kind="text" if opened.kind == "message" else opened.kind,
             )
+            if record is not None and handler is not None:
+                await handler.stored(conn, opened, now)
             if record is not None and receipt is not None:
                 await self._enqueue(conn, receipt, now)
         if record is None:
             return False
+        if handler is not None:
+            handler.after_commit(opened)
         self.events.publish(opened.recipient, {"type": "message", "message": message_view(record)})
         self._wake()
         return True

@@ -5,6 +5,7 @@ The federation package implements them over HTTP; tests hand in fakes.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 
@@ -73,3 +74,8 @@ class PeerPort(Protocol):
     async def profile(self, node_url: str, username: str) -> dict[str, Any]: ...
 
     async def avatar(self, node_url: str, username: str) -> bytes: ...
+
+    async def fetch_blob(
+        self, node_url: str, blob_id: str, offset: int, sink: Callable[[bytes], Awaitable[None]]
+    ) -> None:
+        """Stream the blob's bytes from ``offset`` on into ``sink``."""

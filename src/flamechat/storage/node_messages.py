@@ -24,6 +24,7 @@ def message_record(row: object) -> MessageRecord:
         sent_at=r["sent_at"],
         state=r["state"],
         error=r["error"],
+        kind=r.get("kind", "text"),
     )
 
 
@@ -47,6 +48,7 @@ async def add_message(
     sent_at: int,
     state: str,
     now: int,
+    kind: str = "text",
 ) -> MessageRecord | None:
     """Insert a message; ``None`` if (owner, id) is already stored (idempotent)."""
     if await find_message(conn, owner, message_id) is not None:
@@ -63,6 +65,7 @@ async def add_message(
             sent_at=sent_at,
             stored_at=now,
             state=state,
+            kind=kind,
         )
     )
     return await find_message(conn, owner, message_id)

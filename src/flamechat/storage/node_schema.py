@@ -135,6 +135,7 @@ messages = Table(
     Column("stored_at", BigInteger, nullable=False),
     Column("state", String(10), nullable=False),
     Column("error", Text),
+    Column("kind", String(8), nullable=False, default="text"),  # "text" or "file"
     UniqueConstraint("owner", "id", name="uq_messages_owner_id"),
 )
 
@@ -184,6 +185,58 @@ relay_store = Table(
     UniqueConstraint("envelope_id", "recipient", name="uq_relay_envelope_recipient"),
 )
 
+# Files a user is uploading to this node, encrypted as the bytes arrive.
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("owner", String(32), primary_key=True),
+    Column("id", String(36), primary_key=True),  # becomes the file message's id
+    Column("peer", String(32), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("declared_type", Text, nullable=False),
+    Column("file_key", LargeBinary, nullable=False),
+    Column("received", BigInteger, nullable=False),  # plaintext bytes sealed and on disk
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+# The file of a file message, sent or received: where its blob is and how to
+# open it. A received one is "fetching" until its blob is here and verified.
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("owner", String(32), primary_key=True),
+    Column("message_id", String(36), primary_key=True),
+    Column("blob_id", String(64), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("declared_type", Text, nullable=False),
+    Column("sniffed_type", Text),
+    Column("sha256", String(64), nullable=False),
+    Column("file_key", LargeBinary, nullable=False),
+    Column("source_node", String(32), nullable=False),
+    Column("state", String(10), nullable=False),  # fetching / ready / failed / refused
+    Column("received", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("error", Text),
+    Column("thumbnail", LargeBinary),  # sealed under a subkey of the file key
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Which recipients' nodes may fetch a blob this node holds.
+blob_grants = Table(
+    "blob_grants",
+    metadata,
+    Column("blob_id", String(64), primary_key=True),
+    Column("recipient", String(32), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+Index("ix_attachments_due", attachments.c.state, attachments.c.next_attempt_at)
+Index("ix_attachments_blob", attachments.c.blob_id)
 Index("ix_relay_recipient_node", relay_store.c.recipient_node, relay_store.c.seq)
 Index("ix_messages_order", messages.c.owner, messages.c.peer, messages.c.sent_at, messages.c.seq)
 Index("ix_messages_conversation", messages.c.owner, messages.c.peer, messages.c.seq)

@@ -62,6 +62,40 @@ class MessageRecord:
     sent_at: int
     state: str
     error: str | None
+    kind: str = "text"
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    owner: str
+    id: str
+    peer: str
+    name: str
+    size: int
+    declared_type: str
+    file_key: bytes
+    received: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class AttachmentRecord:
+    owner: str
+    message_id: str
+    blob_id: str
+    name: str
+    size: int
+    declared_type: str
+    sniffed_type: str | None
+    sha256: str
+    file_key: bytes
+    source_node: str
+    state: str
+    received: int
+    attempts: int
+    error: str | None
+    has_thumbnail: bool
+    created_at: int = 0
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sse_starlette.sse import EventSourceResponse
 
 from flamechat.protocol import errors, models
@@ -14,6 +14,7 @@ from flamechat.services.accounts import AccountService, Session
 from flamechat.services.blocks import BlockService
 from flamechat.services.directory_view import DirectoryView, shown_presence
 from flamechat.services.events import EventHub
+from flamechat.services.files import FileService
 from flamechat.services.messaging import MessagingService, message_view
 from flamechat.services.ratelimit import RateLimits
 from flamechat.storage.records import KnownUser
@@ -22,13 +23,21 @@ from flamechat.web.security import check_origin, session_dependencies, set_sessi
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": models.ErrorBody, "description": "not logged in / wrong password"},
-    403: {"model": models.ErrorBody, "description": "CSRF check failed"},
+    403: {"model": models.ErrorBody, "description": "CSRF check failed, or not allowed"},
     404: {"model": models.ErrorBody, "description": "unknown user"},
+    409: {"model": models.ErrorBody, "description": "recipient not ready, or credentials differ"},
     413: {"model": models.ErrorBody, "description": "message over 64 KiB"},
     422: {"model": models.ErrorBody, "description": "malformed input"},
+    429: {"model": models.ErrorBody, "description": "rate limited; see Retry-After"},
+    503: {
+        "model": models.ErrorBody,
+        "description": "the directory is unreachable and nothing cached answers",
+    },
 }
 
-PeerName = Annotated[str, Query(pattern=USERNAME_PATTERN)]
+MESSAGE_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# A user named in a path: bounded and well formed before any lookup or write (invariant 6).
+UserName = Annotated[str, Path(pattern=USERNAME_PATTERN, examples=["bob"])]
 
 
 def user_view(user: KnownUser, *, viewer: str, node_id: str, blocked: bool = False) -> dict[str, Any]:
@@ -51,6 +60,7 @@ def api_router(
     events: EventHub,
     blocks: BlockService,
     limits: RateLimits,
+    files: FileService,
     node_id: str,
     cookie: str,
     session_ttl: int,
@@ -110,7 +120,7 @@ def api_router(
         }
 
     @router.get("/users/{username}", response_model=models.UserView)
-    async def user(username: str, session: Reader) -> dict[str, Any]:
+    async def user(username: UserName, session: Reader) -> dict[str, Any]:
         blocked = await blocks.is_blocked(session.username, username)
         return user_view(
             await directory.resolve(username), viewer=session.username, node_id=node_id, blocked=blocked
@@ -118,7 +128,7 @@ def api_router(
 
     @router.get("/conversations/{peer}/messages", response_model=models.MessagePage)
     async def history(
-        peer: str,
+        peer: UserName,
         session: Reader,
         before: Annotated[
             str | None,
@@ -128,25 +138,27 @@ def api_router(
             str | None,
             Query(pattern=r"^[0-9]{1,16}\.[0-9]{1,18}$", description="newer than this cursor"),
         ] = None,
-        around: Annotated[str | None, Query(description="a message id to center the page on")] = None,
+        around: Annotated[
+            str | None, Query(pattern=MESSAGE_ID_PATTERN, description="a message id to center the page on")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> dict[str, Any]:
         rows, next_cursor, newer = await messaging.history(
             session.username, peer, before=before, after=after, around=around, limit=limit
         )
         return {
-            "messages": [with_html(message_view(r)) for r in rows],
+            "messages": await files.decorate(session.username, [with_html(message_view(r)) for r in rows]),
             "next_cursor": next_cursor,
             "newer_cursor": newer,
         }
 
     @router.post("/conversations/{peer}/messages", response_model=models.MessageView, status_code=201)
-    async def send(peer: str, body: models.SendMessage, session: Writer) -> dict[str, Any]:
+    async def send(peer: UserName, body: models.SendMessage, session: Writer) -> dict[str, Any]:
         record = await messaging.send(session.username, peer, body.body, body.id)
         return with_html(message_view(record))
 
     @router.post("/conversations/{peer}/read", response_model=models.ReadMarked)
-    async def mark_read(peer: str, body: models.MarkRead, session: Writer) -> dict[str, Any]:
+    async def mark_read(peer: UserName, body: models.MarkRead, session: Writer) -> dict[str, Any]:
         return {"marked": await messaging.mark_read(session.username, peer, body.up_to)}
 
     @router.get("/events", response_class=EventSourceResponse)
@@ -165,7 +177,8 @@ def api_router(
                             return
                         continue
                     if event.get("type") == "message":
-                        event = {**event, "message": with_html(event["message"])}
+                        shown = await files.decorate(session.username, [with_html(event["message"])])
+                        event = {**event, "message": shown[0]}
                     yield {"event": str(event.get("type", "message")), "data": json.dumps(event)}
             finally:
                 events.unsubscribe(sub)

@@ -1,7 +1,7 @@
 """Profiles, status, blocks, admin blocks and the full-text index of messages.
 
 Revision ID: 0004
-Revises: 0002 (becomes 0003 once the files migration lands)
+Revises: 0002
 """
 
 import sqlalchemy as sa

@@ -1,0 +1,320 @@
+"""The fetch worker: bring received files' blobs here from the sender's node.
+
+Rules:
+* A received file message leaves an attachment in state ``fetching``. The
+  worker asks the sender's node (``GET /federation/v1/blobs/{id}``) for the
+  bytes it does not have yet (``Range: bytes=<have>-``), so an interrupted
+  transfer, or a restart of either node, continues where it stopped.
+* Every byte is checked as it arrives: the SHA-256 of the blob must equal
+  its address, every chunk must authenticate under the file key, and the
+  plaintext's SHA-256 must equal the hash the sender signed. A blob that
+  fails is thrown away and never served.
+* Transient failures (sender's node down, timeouts) retry with backoff, as
+  the outbox does; refusals and expiry fail the file visibly.
+* At most ``concurrency`` fetches run at once; progress reaches the
+  recipient's open pages as ``file`` events, at most every ``progress_every``
+  seconds per file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import random
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from flamechat.crypto.errors import CryptoError
+from flamechat.crypto.filestream import StreamDecryptor, ciphertext_size
+from flamechat.protocol import errors
+from flamechat.services.clock import Clock, ms
+from flamechat.services.delivery import backoff_delay
+from flamechat.services.directory_view import DirectoryView
+from flamechat.services.events import EventHub
+from flamechat.services.files import FileService, file_view
+from flamechat.services.ports import PeerPort, TransportError
+from flamechat.storage import node_files, node_messages
+from flamechat.storage.blob_store import BlobStore
+from flamechat.storage.database import Database
+from flamechat.storage.records import AttachmentRecord
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 1024 * 1024
+
+
+class TransferCheck:
+    """Hashes and decrypts a blob as it arrives (nothing is kept)."""
+
+    def __init__(self, key: bytes, size: int) -> None:
+        self.blob_hash = hashlib.sha256()
+        self.decryptor = StreamDecryptor(key, size)
+
+    def feed(self, data: bytes) -> None:
+        self.blob_hash.update(data)
+        self.decryptor.feed(data)
+
+    def finish(self, blob_id: str, sha256: str) -> None:
+        if self.blob_hash.hexdigest() != blob_id:
+            raise errors.FileCorrupted("the blob does not match its address")
+        if self.decryptor.finish() != sha256:
+            raise errors.FileCorrupted("the file does not match the hash its sender signed")
+
+
+def _check_existing(path: Any, key: bytes, size: int, length: int) -> TransferCheck:
+    """Feed the first ``length`` bytes already on disk to a new check (blocking)."""
+    check = TransferCheck(key, size)
+    with open(path, "rb") as handle:
+        left = length
+        while left:
+            data = handle.read(min(READ_SIZE, left))
+            if not data:
+                break
+            check.feed(data)
+            left -= len(data)
+    return check
+
+
+class _Fatal(Exception):
+    """The file cannot arrive: fail it visibly."""
+
+
+class FetchWorker:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        files: FileService,
+        directory: DirectoryView,
+        peers: PeerPort,
+        events: EventHub,
+        clock: Clock,
+        *,
+        node_id: str,
+        concurrency: int = 4,
+        base_delay: float = 0.5,
+        max_delay: float = 300.0,
+        ttl: float = 7 * 24 * 3600.0,
+        progress_every: float = 0.5,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.files = files
+        self.directory = directory
+        self.peers = peers
+        self.events = events
+        self.clock = clock
+        self.node_id = node_id
+        self.concurrency = concurrency
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.ttl = ttl
+        self.progress_every = progress_every
+        self.rng = rng
+        self._wake = asyncio.Event()
+        self._inflight: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._blob_locks: dict[str, asyncio.Lock] = {}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, *, idle_wait: float = 1.0) -> None:
+        while True:
+            try:
+                await self.dispatch()
+            except Exception:  # keep the worker alive; the error is in the log
+                log.exception("fetch round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=idle_wait)
+            self._wake.clear()
+
+    async def dispatch(self) -> int:
+        free = self.concurrency - len(self._inflight)
+        if free <= 0:
+            return 0
+        async with self.db.read() as conn:
+            due = await node_files.due_fetches(conn, ms(self.clock), limit=free + len(self._inflight))
+        started = 0
+        for att in due:
+            key = (att.owner, att.message_id)
+            if key in self._inflight or started >= free:
+                continue
+            task = asyncio.create_task(self._fetch(att))
+            self._inflight[key] = task
+            task.add_done_callback(self._done(key))
+            started += 1
+        return started
+
+    def _done(self, key: tuple[str, str]) -> Callable[[asyncio.Task[None]], None]:
+        def done(_task: asyncio.Task[None]) -> None:
+            self._inflight.pop(key, None)
+            self._wake.set()
+
+        return done
+
+    async def drain(self, *, rounds: int = 100) -> None:
+        """Test helper: fetch until nothing is due or in flight (bounded)."""
+        for _ in range(rounds):
+            started = await self.dispatch()
+            if self._inflight:
+                await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+            elif not started:
+                return
+
+    async def _fetch(self, att: AttachmentRecord) -> None:
+        peer = await self._peer_of(att)
+        try:
+            # Two recipients on this node share one blob: one transfer at a time.
+            async with self._blob_locks.setdefault(att.blob_id, asyncio.Lock()):
+                if not self.blobs.has(att.blob_id):
+                    await self._transfer(att, peer)
+                else:
+                    await asyncio.to_thread(self._verify_stored, att)
+        except TransportError as exc:
+            if not exc.transient:
+                await self._fail(att, peer, f"refused by the sender's node: {exc.code or exc}")
+            else:
+                await self._retry(att, str(exc))
+            return
+        except errors.FileCorrupted as exc:
+            await self._fail(att, peer, exc.message)
+            return
+        except (_Fatal, CryptoError) as exc:
+            await self._fail(att, peer, str(exc))
+            return
+        except (errors.DirectoryUnavailable, errors.ServiceUnavailable) as exc:
+            await self._retry(att, exc.message)
+            return
+        sniffed, thumbnail = await self.files.inspect(att.blob_id, att.file_key, att.size)
+        async with self.db.write() as conn:
+            await node_files.update_attachment(
+                conn,
+                att.owner,
+                att.message_id,
+                state="ready",
+                received=att.size,
+                sniffed_type=sniffed,
+                thumbnail=thumbnail,
+                error=None,
+                updated_at=ms(self.clock),
+            )
+            done = await node_files.find_attachment(conn, att.owner, att.message_id)
+        if done is not None:
+            self._publish(done, peer)
+
+    async def _peer_of(self, att: AttachmentRecord) -> str | None:
+        async with self.db.read() as conn:
+            message = await node_messages.find_message(conn, att.owner, att.message_id)
+        return None if message is None else message.peer
+
+    def _verify_stored(self, att: AttachmentRecord) -> None:
+        """A blob already here (same-node sender, or a second recipient): check it is this file."""
+        with self.blobs.open_blob(att.blob_id) as handle:
+            check = TransferCheck(att.file_key, att.size)
+            while data := handle.read(READ_SIZE):
+                check.feed(data)
+        check.finish(att.blob_id, att.sha256)
+
+    async def _transfer(self, att: AttachmentRecord, peer: str | None) -> None:
+        if att.source_node == self.node_id:
+            raise _Fatal("the file's data is no longer on this node")
+        if (ms(self.clock) - att.created_at) / 1000 > self.ttl:
+            raise _Fatal("expired: the sender's node could not be reached in time")
+        node = await self.directory.node(att.source_node)
+        if node is None:
+            raise TransportError("the sender's node is not known yet", transient=True)
+        part = self.blobs.incoming_path(att.blob_id)
+        expected = ciphertext_size(att.size)
+        have = BlobStore.length(part)
+        if have > expected:
+            have = 0
+        check = await asyncio.to_thread(_check_existing, part, att.file_key, att.size, have) if have else None
+        if check is None:
+            check = TransferCheck(att.file_key, att.size)
+        handle = BlobStore.open_append(part, at=have)
+        last_report = 0.0
+        started_with = have
+
+        async def sink(data: bytes) -> None:
+            nonlocal have, last_report
+            if have + len(data) > expected:
+                raise errors.FileCorrupted("the sender's node sent more bytes than the file holds")
+            try:
+                check.feed(data)
+            except CryptoError as exc:
+                raise errors.FileCorrupted("the blob was altered in transit") from exc
+            handle.write(data)
+            have += len(data)
+            now = self.clock.now()
+            if now - last_report >= self.progress_every:
+                last_report = now
+                self._publish(dataclasses.replace(att, received=_plain_progress(have, att.size)), peer)
+
+        try:
+            if have < expected:
+                await self.peers.fetch_blob(node.url, att.blob_id, have, sink)
+        except errors.FileCorrupted:
+            handle.close()
+            self.blobs.remove(part)  # never keep, never serve, bytes that failed
+            raise
+        finally:
+            if not handle.closed:
+                await asyncio.to_thread(_sync_close, handle)
+            if have != started_with:
+                async with self.db.write() as conn:
+                    await node_files.update_attachment(
+                        conn, att.owner, att.message_id, received=_plain_progress(have, att.size)
+                    )
+        if have < expected:
+            raise TransportError("the transfer stopped before the end", transient=True)
+        try:
+            check.finish(att.blob_id, att.sha256)
+        except errors.FileCorrupted:
+            self.blobs.remove(part)
+            raise
+        await asyncio.to_thread(self.blobs.commit, part, att.blob_id)
+
+    async def _retry(self, att: AttachmentRecord, error: str) -> None:
+        attempts = att.attempts + 1
+        delay = backoff_delay(attempts, base=self.base_delay, cap=self.max_delay, rng=self.rng)
+        log.info("fetching file %s failed (%s); retry in %.1fs", att.message_id, error, delay)
+        async with self.db.write() as conn:
+            await node_files.update_attachment(
+                conn,
+                att.owner,
+                att.message_id,
+                attempts=attempts,
+                next_attempt_at=ms(self.clock) + int(delay * 1000),
+                error=None,
+            )
+
+    async def _fail(self, att: AttachmentRecord, peer: str | None, error: str) -> None:
+        log.warning("giving up on file %s: %s", att.message_id, error)
+        async with self.db.write() as conn:
+            await node_files.update_attachment(
+                conn, att.owner, att.message_id, state="failed", error=error[:500], updated_at=ms(self.clock)
+            )
+            failed = await node_files.find_attachment(conn, att.owner, att.message_id)
+        if failed is not None:
+            self._publish(failed, peer)
+
+    def _publish(self, att: AttachmentRecord, peer: str | None) -> None:
+        self.events.publish(
+            att.owner,
+            {"type": "file", "id": att.message_id, "conversation": peer, "file": file_view(att)},
+        )
+
+
+def _plain_progress(blob_bytes: int, size: int) -> int:
+    """Roughly how many plaintext bytes ``blob_bytes`` of ciphertext carry."""
+    total = ciphertext_size(size)
+    return size if blob_bytes >= total else int(size * blob_bytes / total) if total else 0
+
+
+def _sync_close(handle: BinaryIO) -> None:
+    BlobStore.sync(handle)
+    handle.close()
