@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from flamechat.protocol import errors
 
@@ -62,13 +63,32 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_request", f"{field}: {message}", field=field, details=details)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    cause = exc.__cause__
+    if isinstance(cause, errors.FlameError):
+        # FastAPI wraps what fails while it reads the body (e.g. the size limit) in a bare 400
+        return await _flame_error(request, cause)
+    if exc.status_code == 400 and isinstance(cause, ValueError):
+        # a body FastAPI could not decode (not UTF-8, say) is malformed JSON like any other
+        return error_response(422, "invalid_request", "body: the body is not valid JSON", field="body")
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     response = error_response(exc.status_code, code, str(exc.detail))
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(_allowed_methods(request))
     return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the path answers to; Starlette names only the first route that matched it."""
+    allowed: set[str] = set()
+    for route in request.app.router.routes:
+        methods = getattr(route, "methods", None)
+        if methods and route.matches(request.scope)[0] is not Match.NONE:
+            allowed |= set(methods)
+    return sorted(allowed)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

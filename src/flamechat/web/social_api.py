@@ -12,7 +12,7 @@ from flamechat.services.blocks import BlockService
 from flamechat.services.presence import PresenceService
 from flamechat.services.profiles import MAX_AVATAR_UPLOAD, ProfileService
 from flamechat.services.search import SearchService
-from flamechat.web.api import ERRORS
+from flamechat.web.api import ERRORS, UserName
 from flamechat.web.markup import with_html
 from flamechat.web.security import session_dependencies
 
@@ -46,7 +46,7 @@ def social_router(
     # --- profiles --------------------------------------------------------------------
 
     @router.get("/users/{username}/profile", response_model=models.ProfileView)
-    async def profile(username: str, session: Reader) -> dict[str, Any]:
+    async def profile(username: UserName, session: Reader) -> dict[str, Any]:
         view = await profiles.view(username)
         return {**view, "blocked": await blocks.is_blocked(session.username, username)}
 
@@ -72,7 +72,7 @@ def social_router(
     @router.get(
         "/users/{username}/avatar", response_class=Response, responses={200: {"content": {"image/png": {}}}}
     )
-    async def avatar(username: str, session: Reader) -> Response:
+    async def avatar(username: UserName, session: Reader) -> Response:
         data = await profiles.cached_avatar(username)
         return Response(
             data,
@@ -90,13 +90,13 @@ def social_router(
         return {"blocked": await blocks.blocked_by(session.username)}
 
     @router.put("/blocks/{username}", response_model=models.BlockList)
-    async def block(username: str, session: Writer) -> dict[str, Any]:
+    async def block(username: UserName, session: Writer) -> dict[str, Any]:
         await blocks.block(session.username, username)
         presence.changed()
         return {"blocked": await blocks.blocked_by(session.username)}
 
     @router.delete("/blocks/{username}", response_model=models.BlockList)
-    async def unblock(username: str, session: Writer) -> dict[str, Any]:
+    async def unblock(username: UserName, session: Writer) -> dict[str, Any]:
         await blocks.unblock(session.username, username)
         presence.changed()
         return {"blocked": await blocks.blocked_by(session.username)}
