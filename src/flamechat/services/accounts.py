@@ -178,11 +178,16 @@ class AccountService:
         if record is None:
             raise errors.NotAuthenticated("log in first")
         if self.keyring.get(record.username) is None:
+            # The node restarted (or locked the keys) while this session lived on in
+            # the browser: unlock from the session, and do what a login does after
+            # unlocking, or envelopes held sealed meanwhile would stay unopened.
             try:
                 secret = unwrap_with_key(record.wrapped_keys, session_key_from_token(raw))
             except CryptoError as exc:
                 raise errors.NotAuthenticated("session keys do not open; log in again") from exc
             self.keyring.unlock(record.username, UserKeys.from_bytes(secret))
+            for callback in self._on_unlock:
+                await callback(record.username)
         return Session(record.username, record.csrf_token, record.lookup_id)
 
     async def logout(self, session: Session) -> None:

@@ -141,11 +141,12 @@ class DirectoryView:
         user = self._known((await self._verified(USER_PURPOSE, answer))["user"], ms(self.clock))
         await self._cache([user])
 
-    async def relays(self) -> list[KnownNode]:
-        """Nodes that offer relaying: the directory's signed list (refreshed at most
-        every ``fresh_for`` seconds), else the cache."""
+    async def relays(self, *, max_age: float | None = None) -> list[KnownNode]:
+        """Nodes that offer relaying: the directory's signed list (refreshed once it
+        is ``max_age`` seconds old, by default ``fresh_for``), else the cache."""
+        max_age = self.fresh_for if max_age is None else max_age
         try:
-            if self.clock.now() - self._relays_at < self.fresh_for:
+            if self.clock.now() - self._relays_at < max_age:
                 raise errors.DirectoryUnavailable("relay list is fresh enough")
             answer = await self._verified(NODES_PURPOSE, await self._call(self.port.list_nodes))
         except (errors.DirectoryUnavailable, errors.ServiceUnavailable):

@@ -376,6 +376,10 @@ class MessagingService:
                     payload=json.dumps(wire),
                     now=ms(self.clock),
                 )
+            if held and self.keyring.get(envelope.recipient) is not None:
+                # The keys were unlocked while we held it, after the unlock opened
+                # what was held then: open it now rather than at the next login.
+                await self.open_held(envelope.recipient)
             return "stored" if held else "duplicate"
         assert sender.sign_key is not None
         try:

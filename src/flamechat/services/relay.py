@@ -39,6 +39,7 @@ from flamechat.storage.records import KnownNode, RelayedEnvelope
 log = logging.getLogger(__name__)
 
 COLLECT_BATCH = 100
+RELAYS_RECHECK = 5.0
 MAX_COLLECT_ROUNDS = 1000
 
 
@@ -142,15 +143,23 @@ class RelayService:
     # --- as a depositor ----------------------------------------------------------------
 
     async def deposit(self, recipient_node: str, wire: dict[str, Any]) -> str | None:
-        """Hand ``wire`` to the first relay that takes it; its node id, or None."""
-        relays = [r for r in await self.directory.relays() if r.node_id not in (self.node_id, recipient_node)]
-        for relay in rendezvous_order(relays, recipient_node):
-            try:
-                await self.peers.deposit(relay.url, recipient_node, wire)
-            except TransportError as exc:
-                log.info("relay %s refused or unreachable: %s", relay.node_id, exc)
-                continue
-            return relay.node_id
+        """Hand ``wire`` to the first relay that takes it; its node id, or None.
+
+        If none of the known relays takes it, the relay list is fetched again
+        (at most every ``RELAYS_RECHECK`` seconds): relays that registered since
+        the list was cached are tried too, instead of waiting out its freshness.
+        """
+        tried: set[str] = {self.node_id, recipient_node}
+        for max_age in (None, RELAYS_RECHECK):
+            relays = [r for r in await self.directory.relays(max_age=max_age) if r.node_id not in tried]
+            for relay in rendezvous_order(relays, recipient_node):
+                tried.add(relay.node_id)
+                try:
+                    await self.peers.deposit(relay.url, recipient_node, wire)
+                except TransportError as exc:
+                    log.info("relay %s refused or unreachable: %s", relay.node_id, exc)
+                    continue
+                return relay.node_id
         return None
 
     # --- as a collector ------------------------------------------------------------------
