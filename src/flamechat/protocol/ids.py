@@ -18,8 +18,13 @@ def new_id() -> str:
 
 
 def is_uuid(text: str) -> bool:
+    """A UUID in its canonical form only: 36 characters, lower case, hyphens.
+
+    Ids travel in envelopes whose schema allows only this form, and they are
+    compared as text: ``ABC…`` and ``abc…`` must not name two things.
+    """
     try:
-        return str(uuid.UUID(text)) == text.lower() and len(text) == 36
+        return str(uuid.UUID(text)) == text
     except (ValueError, AttributeError, TypeError):
         return False
 

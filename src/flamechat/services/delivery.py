@@ -40,7 +40,7 @@ def backoff_delay(
     attempts: int, *, base: float, cap: float, rng: Callable[[], float] = random.random
 ) -> float:
     """Seconds to wait before attempt ``attempts + 1`` (``attempts`` >= 1)."""
-    raw = min(cap, base * 2.0 ** max(0, attempts - 1))
+    raw = min(cap, base * 2.0 ** min(max(0, attempts - 1), 64))  # 2.0**1024 would overflow
     return float(raw * (0.5 + rng() / 2))
 
 

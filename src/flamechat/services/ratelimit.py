@@ -51,7 +51,9 @@ class LoginBackoff:
             )
 
     def failed(self, account: str) -> None:
-        failures, _ = self._failures.get(account, (0, 0.0))
+        # Re-inserted at the end: when memory is trimmed, the accounts failing
+        # right now (the ones under attack) are the last to be forgotten.
+        failures, _ = self._failures.pop(account, (0, 0.0))
         failures += 1
         over = failures - self.free
         lock = min(self.cap, 2.0 ** (over - 1)) if over > 0 else 0.0
@@ -83,6 +85,8 @@ class RateLimits:
             raise errors.RateLimited(f"{kind} limit is {item.amount} per window", retry_after=60)
         if not await self._limiter.hit(item, kind, key, cost=cost):
             stats = await self._limiter.get_window_stats(item, kind, key)
-            # reset_time is on the library's own (wall) clock.
-            retry = max(1, math.ceil(stats.reset_time - time.time()))
+            # reset_time is on the library's own (wall) clock, and the window
+            # still refuses at exactly reset_time: round to the next whole second
+            # so that waiting Retry-After seconds is always enough.
+            retry = max(1, math.floor(stats.reset_time - time.time()) + 1)
             raise errors.RateLimited(f"too many {kind.replace('-', ' ')} requests", retry_after=retry)

@@ -1,0 +1,85 @@
+"""Blocking (services/blocks.py) against the real storage layer and a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from flamechat.protocol import errors
+from flamechat.services.blocks import ADMIN_CACHE_SECONDS, BlockService, NodeBlocked
+from flamechat.storage.database import Database
+from tests.unit.support import FakeClock
+
+NODE = "n" + "b" * 24
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def blocks(node_db: Database, clock: FakeClock) -> BlockService:
+    return BlockService(node_db, clock)
+
+
+async def test_a_block_drops_that_senders_envelopes_for_the_blocker_only(blocks: BlockService) -> None:
+    await blocks.block("alice", "mallory")
+    assert await blocks.drops("alice", "mallory")
+    assert not await blocks.drops("bob", "mallory")  # bob did not block mallory
+    assert not await blocks.drops("mallory", "alice")  # a block is one-way
+    assert not await blocks.drops("alice", "bob")
+
+
+async def test_block_list_is_sorted_and_blocking_twice_is_harmless(blocks: BlockService) -> None:
+    for name in ("zed", "mallory", "eve", "mallory"):
+        await blocks.block("alice", name)
+    assert await blocks.blocked_by("alice") == ["eve", "mallory", "zed"]
+    assert await blocks.blocked_by("bob") == []
+    assert await blocks.all_blocks() == {"alice": {"eve", "mallory", "zed"}}
+
+
+async def test_unblock_lets_messages_through_again(blocks: BlockService) -> None:
+    await blocks.block("alice", "mallory")
+    await blocks.unblock("alice", "mallory")
+    assert not await blocks.drops("alice", "mallory")
+    assert await blocks.blocked_by("alice") == []
+    await blocks.unblock("alice", "mallory")  # unblocking someone not blocked is harmless
+
+
+async def test_nobody_can_block_themselves(blocks: BlockService) -> None:
+    with pytest.raises(errors.InvalidRequest) as refused:
+        await blocks.block("alice", "alice")
+    assert refused.value.field == "username"
+    assert await blocks.blocked_by("alice") == []
+
+
+async def test_operator_user_block_drops_for_every_user_here(blocks: BlockService) -> None:
+    await blocks.admin_block("user", "spammer")
+    assert await blocks.drops("alice", "spammer")
+    assert await blocks.drops("bob", "spammer")
+    assert not await blocks.drops("alice", "bob")
+    await blocks.admin_unblock("user", "spammer")
+    assert not await blocks.drops("alice", "spammer")  # effective at once on this instance
+
+
+async def test_operator_node_block_refuses_that_node(blocks: BlockService) -> None:
+    await blocks.refuse_node(NODE)  # not blocked yet: no error
+    await blocks.admin_block("node", NODE)
+    with pytest.raises(NodeBlocked) as refused:
+        await blocks.refuse_node(NODE)
+    assert (refused.value.status, refused.value.code) == (403, "node_blocked")
+    await blocks.refuse_node("n" + "c" * 24)
+    assert await blocks.admin_list() == [("node", NODE)]
+
+
+async def test_a_block_made_from_the_cli_applies_within_the_cache_time(
+    node_db: Database, blocks: BlockService, clock: FakeClock
+) -> None:
+    await blocks.refuse_node(NODE)  # the running node has read (and cached) the operator blocks
+    cli = BlockService(node_db, clock)  # the CLI: another BlockService on the same database
+    await cli.admin_block("node", NODE)
+    clock.advance(ADMIN_CACHE_SECONDS / 2)
+    await blocks.refuse_node(NODE)  # still the cached list
+    clock.advance(ADMIN_CACHE_SECONDS)
+    with pytest.raises(NodeBlocked):
+        await blocks.refuse_node(NODE)

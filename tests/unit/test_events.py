@@ -1,0 +1,132 @@
+"""Live events (services/events.py): who gets what, presence edges, bounded queues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flamechat.services.events import QUEUE_LENGTH, EventHub, Subscription
+from tests.unit.support import PROPERTY
+
+
+def drain(sub: Subscription) -> list[dict[str, Any]]:
+    out = []
+    while not sub.queue.empty():
+        out.append(sub.queue.get_nowait())
+    return out
+
+
+def test_an_event_reaches_every_tab_of_its_user_and_nobody_else() -> None:
+    hub = EventHub()
+    alice_tab1, alice_tab2, bob = hub.subscribe("alice"), hub.subscribe("alice"), hub.subscribe("bob")
+    hub.publish("alice", {"type": "message", "n": 1})
+    assert drain(alice_tab1) == [{"type": "message", "n": 1}]
+    assert drain(alice_tab2) == [{"type": "message", "n": 1}]
+    assert drain(bob) == []
+
+
+def test_publishing_to_nobody_is_harmless() -> None:
+    hub = EventHub()
+    hub.publish("carol", {"type": "message"})
+    assert hub.connected() == set()
+
+
+def test_events_arrive_in_order() -> None:
+    hub = EventHub()
+    tab = hub.subscribe("alice")
+    for n in range(10):
+        hub.publish("alice", {"n": n})
+    assert [e["n"] for e in drain(tab)] == list(range(10))
+
+
+def test_an_unsubscribed_tab_gets_nothing_more() -> None:
+    hub = EventHub()
+    closed, open_tab = hub.subscribe("alice"), hub.subscribe("alice")
+    hub.unsubscribe(closed)
+    hub.publish("alice", {"n": 1})
+    assert drain(closed) == []
+    assert drain(open_tab) == [{"n": 1}]
+
+
+def test_broadcast_reaches_every_connected_user() -> None:
+    hub = EventHub()
+    tabs = [hub.subscribe(name) for name in ("alice", "bob", "carol")]
+    hub.broadcast({"type": "directory", "reachable": False})
+    assert all(drain(tab) == [{"type": "directory", "reachable": False}] for tab in tabs)
+
+
+def test_presence_changes_only_on_the_first_tab_and_the_last() -> None:
+    hub = EventHub()
+    changes: list[tuple[str, bool]] = []
+    hub.on_presence_change(lambda user, online: changes.append((user, online)))
+    first = hub.subscribe("alice")
+    second = hub.subscribe("alice")
+    assert changes == [("alice", True)]
+    assert hub.connected() == {"alice"}
+    hub.unsubscribe(first)
+    assert changes == [("alice", True)]
+    hub.unsubscribe(second)
+    assert changes == [("alice", True), ("alice", False)]
+    assert hub.connected() == set()
+    hub.unsubscribe(second)  # closing twice (a retried disconnect) changes nothing
+    assert changes == [("alice", True), ("alice", False)]
+
+
+def test_a_slow_tab_is_told_to_resync_instead_of_growing_without_bound() -> None:
+    hub = EventHub()
+    slow, other = hub.subscribe("alice"), hub.subscribe("bob")
+    for n in range(QUEUE_LENGTH + 10):
+        hub.publish("alice", {"n": n})
+    assert slow.queue.qsize() <= QUEUE_LENGTH
+    events = drain(slow)
+    assert events[0] == {"type": "resync"}
+    assert events[-1] == {"n": QUEUE_LENGTH + 9}  # the newest event is never the one lost
+    assert [e["n"] for e in events[1:]] == list(range(QUEUE_LENGTH, QUEUE_LENGTH + 10))
+    assert drain(other) == []
+
+
+def test_one_slow_tab_does_not_cost_a_fast_tab_its_events() -> None:
+    hub = EventHub()
+    slow, fast = hub.subscribe("alice"), hub.subscribe("alice")
+    for n in range(QUEUE_LENGTH * 2):
+        hub.publish("alice", {"n": n})
+        assert fast.queue.get_nowait() == {"n": n}  # the fast tab keeps up
+    assert slow.queue.qsize() <= QUEUE_LENGTH
+
+
+@PROPERTY
+@given(
+    script=st.lists(
+        st.one_of(
+            st.tuples(st.just("publish"), st.integers(1, 600)),
+            st.tuples(st.just("read"), st.integers(1, 600)),
+        ),
+        max_size=12,
+    )
+)
+def test_queues_stay_bounded_and_keep_the_newest_event(script: list[tuple[str, int]]) -> None:
+    hub = EventHub()
+    tab = hub.subscribe("alice")
+    sent = 0
+    last_read: dict[str, Any] | None = None
+    for action, count in script:
+        if action == "publish":
+            for _ in range(count):
+                hub.publish("alice", {"n": sent})
+                sent += 1
+                assert tab.queue.qsize() <= QUEUE_LENGTH
+        else:
+            for _ in range(min(count, tab.queue.qsize())):
+                event = tab.queue.get_nowait()
+                if "n" in event:
+                    # Never an older event after a newer one.
+                    assert last_read is None or event["n"] > last_read["n"]
+                    last_read = event
+    remaining = drain(tab)
+    if sent:
+        newest = [e for e in remaining if "n" in e]
+        assert (newest and newest[-1]["n"] == sent - 1) or (
+            last_read is not None and last_read["n"] == sent - 1
+        )
