@@ -252,7 +252,10 @@ class FetchWorker:
             now = self.clock.now()
             if now - last_report >= self.progress_every:
                 last_report = now
-                self._publish(dataclasses.replace(att, received=_plain_progress(have, att.size)), peer)
+                progress = _plain_progress(have, att.size)
+                self._publish(dataclasses.replace(att, received=progress), peer)
+                async with self.db.write() as conn:  # so a reloaded page shows it too
+                    await node_files.update_attachment(conn, att.owner, att.message_id, received=progress)
 
         try:
             if have < expected:

@@ -279,6 +279,7 @@ class FileService:
                 sealed = encryptor.feed(piece)
                 if sealed:
                     handle.write(sealed)
+            handle.write(encryptor.feed(b""))  # an empty file is one empty, final chunk
         finally:
             # Whatever whole chunks arrived are kept (even if the client went away):
             # on disk first, then counted, so the offset never runs ahead of the file.
