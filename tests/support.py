@@ -118,6 +118,8 @@ class EventStream:
         parts = urlsplit(session.node.url)
         self._conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
         self._thread: threading.Thread | None = None
+        self._closing = False
+        self.error: Exception | None = None
 
     def __enter__(self) -> EventStream:
         self._conn.request(
@@ -146,14 +148,16 @@ class EventStream:
                     with self._lock:
                         self.events.append(json.loads("\n".join(data)))
                     data = []
-        except (OSError, ValueError):
-            return  # closed under us
+        except Exception as exc:  # closed under us by close(), or the server went away
+            if not self._closing:
+                self.error = exc
 
     def received(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self.events)
 
     def close(self) -> None:
+        self._closing = True
         sock = self._conn.sock
         if sock is not None:
             with contextlib.suppress(OSError):
