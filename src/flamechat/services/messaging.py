@@ -90,7 +90,7 @@ def decode_cursor(cursor: str | None) -> tuple[int, int] | None:
     if cursor is None:
         return None
     sent_at, _, seq = cursor.partition(".")
-    if not (sent_at.isdigit() and seq.isdigit()):
+    if not (sent_at.isascii() and sent_at.isdigit() and seq.isascii() and seq.isdigit()):  # "²" isdigit
         raise errors.InvalidRequest("before: not a cursor from next_cursor", field="before")
     return int(sent_at), int(seq)
 

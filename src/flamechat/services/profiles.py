@@ -13,9 +13,10 @@ import hashlib
 import io
 import json
 import logging
+import warnings
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from flamechat.crypto import SignatureError, b64decode, b64encode, sign_document, verify_document
 from flamechat.crypto.errors import MalformedError
@@ -42,13 +43,24 @@ def normalise_avatar(data: bytes) -> bytes:
     if len(data) > MAX_AVATAR_UPLOAD:
         raise errors.PayloadTooLarge("avatars are limited to 5 MiB", field="avatar")
     try:
-        with Image.open(io.BytesIO(data)) as source:
-            source.load()
-            image = source.convert("RGBA")
-            image.thumbnail((AVATAR_SIZE, AVATAR_SIZE))
-            out = io.BytesIO()
-            image.save(out, format="PNG", optimize=True)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that: refuse those too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as source:
+                source.load()
+                # Phones store photos sideways plus an EXIF orientation; the PNG
+                # drops EXIF, so apply the orientation first.
+                image = (ImageOps.exif_transpose(source) or source).convert("RGBA")
+                image.thumbnail((AVATAR_SIZE, AVATAR_SIZE))
+                out = io.BytesIO()
+                image.save(out, format="PNG", optimize=True)
+    except (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise errors.InvalidRequest("the avatar is not an image this node can read", field="avatar") from exc
     return out.getvalue()
 
