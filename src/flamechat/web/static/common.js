@@ -39,7 +39,7 @@ const flame = (() => {
   function connect() {
     if (!("EventSource" in window)) { startPolling(); return; }
     const source = new EventSource("/api/v1/events");
-    for (const type of ["message", "message_state", "presence", "directory", "resync"]) {
+    for (const type of ["message", "message_state", "presence", "directory", "resync", "file"]) {
       source.addEventListener(type, (e) => {
         let event;
         try { event = JSON.parse(e.data); } catch (exc) { return; }

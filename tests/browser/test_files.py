@@ -1,0 +1,153 @@
+"""Issue 4 in the browser: a photo with a progress bar, shown inline on the other node,
+downloaded; a hostile HTML file that only ever downloads; an upload cancelled."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Route, expect
+
+from flamechat.devnet import DevNetwork
+from tests.browser.conftest import Browsers, start_network
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def files_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
+    net = start_network(tmp_path_factory.mktemp("files-browser"))
+    yield net
+    net.stop()
+
+
+def _photo(path: Path) -> bytes:
+    image = Image.new("RGB", (1600, 1000), (217, 72, 15))
+    for x in range(0, 1600, 50):
+        for y in range(1000):
+            image.putpixel((x, y), (255, 255, 255))
+    image.save(path, format="JPEG", quality=92)
+    return path.read_bytes()
+
+
+def test_a_photo_goes_with_a_progress_bar_shows_inline_and_downloads(
+    browsers: Browsers, files_network: DevNetwork, tmp_path: Path
+) -> None:
+    node_a, node_b = files_network.nodes
+    alice = browsers.login(node_a, "alice")
+    bob = browsers.login(node_b, "bob")
+    alice.open_conversation("bob")
+    bob.open_conversation("alice")
+    data = _photo(tmp_path / "harbour.jpg")
+
+    # Hold the upload's first part, so the progress bar is seen for sure.
+    held: list[Route] = []
+    pattern = re.compile(r"/api/v1/uploads/[0-9a-f-]+$")
+    alice.page.route(
+        pattern, lambda route: held.append(route) if route.request.method == "PATCH" else route.continue_()
+    )
+    alice.page.locator("#file-input").set_input_files(str(tmp_path / "harbour.jpg"))
+    row = alice.page.locator("#uploads li.upload", has_text="harbour.jpg")
+    expect(row).to_be_visible()
+    expect(row.locator("progress")).to_be_visible()
+    expect(row.locator(".upload-cancel")).to_be_visible()
+    for _ in range(50):
+        if held:
+            break
+        alice.page.wait_for_timeout(100)
+    assert held, "the page did not send the file"
+    held[0].continue_()
+    alice.page.unroute(pattern)
+
+    # Sent: the upload row goes, the file is in alice's conversation, then at bob's, live.
+    expect(row).to_have_count(0)
+    expect(alice.message("harbour.jpg").locator(".file-card")).to_be_visible()
+    card = bob.message("harbour.jpg").locator(".file-card")
+    expect(card).to_have_attribute("data-state", "ready", timeout=30_000)
+    thumb = card.locator(".file-thumb img")
+    expect(thumb).to_be_visible()
+    assert "/thumbnail" in (thumb.get_attribute("src") or "")
+    width = thumb.evaluate("img => img.naturalWidth")
+    assert 0 < width <= 480, "the thumbnail is not a small picture"
+
+    # Click: the full-size picture opens in the page.
+    card.locator(".file-thumb").click()
+    viewer = bob.page.locator("#media-viewer")
+    expect(viewer).to_be_visible()
+    expect(viewer.locator("#media-viewer-image")).to_have_js_property("naturalWidth", 1600)
+    viewer.locator("#media-viewer-close").click()
+    expect(viewer).to_be_hidden()
+
+    # Download: the bytes bob saves are the bytes alice sent.
+    with bob.page.expect_download() as caught:
+        card.locator(".file-download").click()
+    saved = Path(caught.value.path())
+    assert caught.value.suggested_filename == "harbour.jpg"
+    assert hashlib.sha256(saved.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_a_hostile_html_file_downloads_and_never_runs(
+    browsers: Browsers, files_network: DevNetwork, tmp_path: Path
+) -> None:
+    node_a, node_b = files_network.nodes
+    alice = browsers.login(node_a, "alice")
+    bob = browsers.login(node_b, "bob")
+    alice.open_conversation("bob")
+    bob.open_conversation("alice")
+    hostile = tmp_path / "invoice.html"
+    hostile.write_text(
+        "<html><body><script>window.top.__pwned = 1; alert('pwned')</script>"
+        '<img src=x onerror="window.top.__pwned = 2"></body></html>'
+    )
+    dialogs: list[str] = []
+    bob.page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    alice.page.locator("#file-input").set_input_files(str(hostile))
+
+    card = bob.message("invoice.html").locator(".file-card")
+    expect(card).to_have_attribute("data-state", "ready", timeout=30_000)
+    expect(card.locator("img, iframe, video, audio")).to_have_count(0)  # nothing rendered inline
+    with bob.page.expect_download() as caught:
+        card.locator(".file-download").click()
+    assert Path(caught.value.path()).read_bytes() == hostile.read_bytes()
+
+    # Even opened directly in a tab, the node serves it as a download, never as a page.
+    message_id = bob.message("invoice.html").get_attribute("data-id")
+    response = bob.page.request.get(f"{node_b.url}/api/v1/files/{message_id}?inline=true")
+    assert response.status == 200
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert response.headers["content-disposition"].startswith("attachment")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in response.headers["content-security-policy"]
+    with bob.page.expect_download():
+        bob.page.evaluate(
+            "(u) => { const a = document.createElement('a'); a.href = u; a.click(); }",
+            f"/api/v1/files/{message_id}?inline=true",
+        )
+    assert bob.page.evaluate("() => window.__pwned") is None
+    assert dialogs == []
+
+
+def test_an_upload_can_be_cancelled(browsers: Browsers, files_network: DevNetwork, tmp_path: Path) -> None:
+    node_a, _ = files_network.nodes
+    alice = browsers.login(node_a, "alice")
+    alice.open_conversation("bob")
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * (20 * 1024 * 1024))
+    parts = re.compile(r"/api/v1/uploads/[0-9a-f-]+$")
+    # Parts never reach the node (as on a stalled line); everything else does.
+    alice.page.route(parts, lambda route: None if route.request.method == "PATCH" else route.continue_())
+    alice.page.locator("#file-input").set_input_files(str(big))
+    row = alice.page.locator("#uploads li.upload", has_text="big.bin")
+    expect(row).to_be_visible()
+    upload_id = row.get_attribute("data-id")
+    row.locator(".upload-cancel").click()
+    expect(row).to_have_count(0)
+    alice.page.unroute(parts)
+    assert alice.page.request.get(f"{node_a.url}/api/v1/uploads/{upload_id}").status == 404
+    alice.page.reload()
+    alice.open_conversation("bob")
+    expect(alice.message("big.bin")).to_have_count(0)
