@@ -1,0 +1,198 @@
+"""Receiving envelopes (MessagingService.receive): the checks a node makes
+before anything is stored, replays, blocks, and envelopes held while the
+recipient is logged out. Real storage, a directory that is down (the cache
+answers), a fake clock, no network."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from flamechat.crypto import UserKeys, b64encode, seal_envelope
+from flamechat.protocol import errors
+from flamechat.services.blocks import BlockService
+from flamechat.services.directory_view import DirectoryView
+from flamechat.services.events import EventHub, Subscription
+from flamechat.services.keyring import KeyRing
+from flamechat.services.messaging import MessagingService
+from flamechat.services.ports import TransportError
+from flamechat.services.ratelimit import RateLimits, RateSettings
+from flamechat.storage import node_accounts, node_cache, node_messages
+from flamechat.storage.database import Database
+from flamechat.storage.records import KnownUser, LocalAccount
+from tests.unit.support import FakeClock, user_keys
+
+ME = "n" + "b" * 24  # bob's node: this one
+ALICE_NODE = "n" + "a" * 24
+RELAY_NODE = "n" + "r" * 24
+ALICE, BOB, MALLORY = user_keys("alice"), user_keys("bob"), user_keys("mallory")
+
+
+class DirectoryDown:
+    def __getattr__(self, name: str) -> Any:
+        async def unreachable(*_args: Any, **_kwargs: Any) -> Any:
+            raise TransportError("directory down", transient=True)
+
+        return unreachable
+
+
+def envelope(
+    n: int = 1,
+    *,
+    sender_keys: UserKeys = ALICE,
+    box_key: bytes = BOB.public.box,
+    kind: str = "message",
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return seal_envelope(
+        sender_keys=sender_keys,
+        sender="alice",
+        recipient="bob",
+        recipient_box_key=box_key,
+        envelope_id=f"00000000-0000-7000-8000-{n:012d}",
+        sent_at=1_800_000_000_000 + n,
+        kind=kind,
+        body={"text": f"hello {n}"} if body is None else body,
+    ).to_wire()
+
+
+@dataclass
+class Node:
+    db: Database
+    keyring: KeyRing
+    blocks: BlockService
+    messaging: MessagingService
+    tab: Subscription
+
+    async def inbox(self) -> list[str]:
+        records, _older, _newer = await self.messaging.history("bob", "alice")
+        return [r.body for r in records]
+
+    async def outbox(self) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            items = await node_messages.due(conn, 2**62, 100)
+        return [json.loads(item.payload) for item in items]
+
+    def events(self) -> list[dict[str, Any]]:
+        """What bob's open tab was sent (bar the "directory is offline" banner)."""
+        out = []
+        while not self.tab.queue.empty():
+            event = self.tab.queue.get_nowait()
+            if event["type"] != "directory":
+                out.append(event)
+        return out
+
+
+@pytest.fixture
+async def node(node_db: Database) -> Node:
+    clock = FakeClock()
+    events = EventHub()
+    directory = DirectoryView(node_db, DirectoryDown(), events, clock, pinned_key=b"\0" * 32)
+    async with node_db.write() as conn:
+        await node_cache.put_users(
+            conn,
+            [
+                KnownUser(
+                    "alice",
+                    "Alice",
+                    ALICE_NODE,
+                    "http://a.test",
+                    ALICE.public.sign,
+                    ALICE.public.box,
+                    True,
+                    0,
+                )
+            ],
+        )
+        await node_accounts.put_account(
+            conn, LocalAccount("bob", "$argon2id$x", b"wrapped", BOB.public.sign, BOB.public.box, True), 0
+        )
+    keyring = KeyRing()
+    keyring.unlock("bob", BOB)
+    blocks = BlockService(node_db, clock)
+    messaging = MessagingService(
+        node_db, directory, keyring, events, blocks, RateLimits(RateSettings(), clock), clock, node_id=ME
+    )
+    return Node(node_db, keyring, blocks, messaging, events.subscribe("bob"))
+
+
+async def test_an_envelope_from_the_senders_home_node_is_stored_shown_and_acknowledged(node: Node) -> None:
+    assert await node.messaging.receive(ALICE_NODE, envelope()) == "stored"
+    assert await node.inbox() == ["hello 1"]
+    assert [e["type"] for e in node.events()] == ["message"]
+    (receipt,) = await node.outbox()  # a sealed delivery receipt goes back to alice
+    assert (receipt["sender"], receipt["recipient"]) == ("bob", "alice")
+    assert "delivered" not in json.dumps(receipt)  # its content is sealed, like any envelope
+
+
+async def test_a_replayed_envelope_is_stored_once(node: Node) -> None:
+    wire = envelope()
+    assert await node.messaging.receive(ALICE_NODE, wire) == "stored"
+    assert await node.messaging.receive(ALICE_NODE, wire) == "duplicate"
+    assert await node.messaging.receive(RELAY_NODE, wire, relayed=True) == "duplicate"  # via a relay too
+    assert await node.inbox() == ["hello 1"]
+    assert len(await node.outbox()) == 1
+    assert len(node.events()) == 1
+
+
+async def test_envelopes_are_shown_in_the_senders_order(node: Node) -> None:
+    for n in (3, 1, 2):  # arriving out of order (retries, relays)
+        await node.messaging.receive(ALICE_NODE, envelope(n))
+    assert await node.inbox() == ["hello 1", "hello 2", "hello 3"]
+
+
+async def test_a_node_cannot_deliver_for_someone_it_does_not_host(node: Node) -> None:
+    with pytest.raises(errors.Forbidden):
+        await node.messaging.receive("n" + "m" * 24, envelope())
+    assert await node.inbox() == []
+
+
+@pytest.mark.parametrize(
+    ("wire", "error"),
+    [
+        (envelope(sender_keys=MALLORY), errors.EnvelopeRejected),  # mallory signs as alice
+        (envelope(box_key=MALLORY.public.box), errors.EnvelopeRejected),  # not sealed to bob's key
+        ({**envelope(), "sent_at": 1}, errors.EnvelopeRejected),  # header altered after signing
+        ({**envelope(), "ciphertext": b64encode(b"x" * 300)}, errors.EnvelopeRejected),
+        ({**envelope(), "signature": "short"}, errors.InvalidRequest),
+        ({"v": 1, "id": "x"}, errors.InvalidRequest),
+        ({**envelope(), "recipient": "zed"}, errors.UnknownUser),
+    ],
+)
+async def test_nothing_forged_or_malformed_is_stored(
+    node: Node, wire: dict[str, Any], error: type[errors.FlameError]
+) -> None:
+    with pytest.raises(error):
+        await node.messaging.receive(ALICE_NODE, wire)
+    assert await node.inbox() == []
+    assert await node.outbox() == []
+    assert node.events() == []
+
+
+async def test_a_blocked_senders_message_is_dropped_silently(node: Node) -> None:
+    await node.blocks.block("bob", "alice")
+    assert await node.messaging.receive(ALICE_NODE, envelope()) == "stored"  # alice is told nothing
+    assert await node.inbox() == []
+    assert await node.outbox() == []  # not even a delivery receipt
+    assert node.events() == []
+
+
+async def test_envelopes_wait_sealed_while_the_recipient_is_logged_out(node: Node) -> None:
+    node.keyring.lock("bob")
+    assert await node.messaging.receive(ALICE_NODE, envelope(1)) == "stored"
+    assert await node.messaging.receive(ALICE_NODE, envelope(1)) == "duplicate"
+    with pytest.raises(errors.EnvelopeRejected):  # the signature is checked before holding
+        await node.messaging.receive(ALICE_NODE, envelope(2, sender_keys=MALLORY))
+    assert await node.inbox() == []  # nothing readable without bob's keys
+    node.keyring.unlock("bob", BOB)
+    assert await node.messaging.open_held("bob") == 1
+    assert await node.inbox() == ["hello 1"]
+    assert await node.messaging.open_held("bob") == 0
+
+
+async def test_unknown_kinds_are_ignored_not_stored(node: Node) -> None:
+    assert await node.messaging.receive(ALICE_NODE, envelope(kind="poll", body={"q": "?"})) == "duplicate"
+    assert await node.inbox() == []
