@@ -11,9 +11,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
 from fastapi.responses import Response, StreamingResponse
 
 from flamechat.httpapi.signed import RequestVerifier
@@ -70,7 +71,10 @@ def blobs_router(
             206: {"content": {"application/octet-stream": {}}, "description": "the requested range"},
         },
     )
-    async def blob(blob_id: str, request: Request) -> Response:
+    async def blob(
+        blob_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the blob")],
+        request: Request,
+    ) -> Response:
         node_id = await verifier.verify(request)
         path, size = await files.blob_for_node(node_id, blob_id, home_of)
         span = parse_range(request.headers.get("range"), size)

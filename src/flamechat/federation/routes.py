@@ -3,12 +3,13 @@
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from flamechat import __version__
 from flamechat.httpapi.signed import RequestVerifier
 from flamechat.protocol import errors, models
+from flamechat.protocol.ids import USERNAME_PATTERN
 from flamechat.protocol.versions import FEATURES, PROTOCOL_VERSIONS
 from flamechat.services.messaging import MessagingService
 from flamechat.services.presence import PresenceService
@@ -19,9 +20,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": models.ErrorBody, "description": "unsigned, badly signed, unknown node or replay"},
     403: {"model": models.ErrorBody, "description": "the envelope's sender signature fails"},
     404: {"model": models.ErrorBody, "description": "the recipient does not live here"},
+    413: {"model": models.ErrorBody, "description": "request body over the node's limit"},
     422: {"model": models.ErrorBody, "description": "malformed envelope"},
+    429: {"model": models.ErrorBody, "description": "too many requests from this node; see Retry-After"},
     507: {"model": models.ErrorBody, "description": "relay storage for this recipient is full"},
 }
+
+# Path ids are checked like the same ids in bodies, before any signature work or lookup (invariant 6).
+EnvelopeIdPath = Annotated[
+    str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+UserPath = Annotated[str, Path(pattern=USERNAME_PATTERN)]
 
 
 def federation_router(
@@ -43,7 +52,7 @@ def federation_router(
 
     @router.put("/envelopes/{envelope_id}", response_model=models.EnvelopeAccepted)
     async def put_envelope(
-        envelope_id: str, envelope: models.EnvelopeWire, request: Request
+        envelope_id: EnvelopeIdPath, envelope: models.EnvelopeWire, request: Request
     ) -> dict[str, Any]:
         node_id = await verifier.verify(request)
         if envelope.id != envelope_id:
@@ -52,7 +61,9 @@ def federation_router(
         return {"id": envelope_id, "status": status}
 
     @router.put("/relay/envelopes/{envelope_id}", response_model=models.EnvelopeAccepted)
-    async def deposit(envelope_id: str, body: models.RelayDeposit, request: Request) -> dict[str, Any]:
+    async def deposit(
+        envelope_id: EnvelopeIdPath, body: models.RelayDeposit, request: Request
+    ) -> dict[str, Any]:
         node_id = await verifier.verify(request)
         if body.envelope.id != envelope_id:
             raise errors.InvalidRequest("the path id and the envelope id differ", field="envelope.id")
@@ -87,7 +98,7 @@ def federation_router(
         }
 
     @router.get("/profiles/{username}", response_model=models.SignedProfile)
-    async def profile(username: str, request: Request) -> dict[str, Any]:
+    async def profile(username: UserPath, request: Request) -> dict[str, Any]:
         await verifier.verify(request)
         return await profiles.signed(username)
 
@@ -96,7 +107,7 @@ def federation_router(
         response_class=Response,
         responses={200: {"content": {"image/png": {}}}},
     )
-    async def avatar(username: str, request: Request) -> Response:
+    async def avatar(username: UserPath, request: Request) -> Response:
         await verifier.verify(request)
         return Response(await profiles.avatar(username), media_type="image/png")
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from flamechat.protocol.ids import NODE_ID_PATTERN, USERNAME_PATTERN
 
 Username = Annotated[str, Field(pattern=USERNAME_PATTERN, examples=["alice"])]
 NodeId = Annotated[str, Field(pattern=NODE_ID_PATTERN)]
-B64Key = Annotated[str, Field(min_length=44, max_length=44, description="32 bytes, base64")]
-B64Sig = Annotated[str, Field(min_length=88, max_length=88, description="64 bytes, base64")]
+B64Key = Annotated[
+    str, Field(min_length=44, max_length=44, pattern=r"^[A-Za-z0-9+/]{43}=$", description="32 bytes, base64")
+]
+B64Sig = Annotated[
+    str, Field(min_length=88, max_length=88, pattern=r"^[A-Za-z0-9+/]{86}==$", description="64 bytes, base64")
+]
 EnvelopeId = Annotated[
     str,
     Field(
@@ -20,10 +24,21 @@ EnvelopeId = Annotated[
     ),
 ]
 Password = Annotated[str, Field(min_length=1, max_length=1024)]
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
+def _integral(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer in an input model: JSON Schema's ``integer`` includes 3.0, but never ``true`` or "3".
+WireInt = Annotated[int, BeforeValidator(_integral)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Input from outside: no unknown fields, and no coercion (``false`` is not the integer 0)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ErrorDetail(BaseModel):
@@ -50,8 +65,8 @@ class EnvelopeWire(Strict):
     id: EnvelopeId
     sender: Username
     recipient: Username
-    sent_at: int = Field(ge=0, le=2**53)
-    ciphertext: str = Field(max_length=200_000, description="sealed box, base64")
+    sent_at: WireInt = Field(ge=0, le=2**53)
+    ciphertext: str = Field(max_length=200_000, pattern=BASE64_PATTERN, description="sealed box, base64")
     signature: B64Sig
 
 
@@ -75,7 +90,7 @@ class RelayedList(BaseModel):
 
 
 class RelayAcks(Strict):
-    seqs: list[int] = Field(max_length=1000)
+    seqs: list[Annotated[int, Field(ge=0, le=2**53), BeforeValidator(_integral)]] = Field(max_length=1000)
 
 
 class RelayAcked(BaseModel):
@@ -322,7 +337,7 @@ class SignedProfile(BaseModel):
 class StartUpload(Strict):
     id: EnvelopeId = Field(description="client-chosen UUID; becomes the file message's id")
     name: Annotated[str, Field(min_length=1, max_length=1024)]
-    size: int = Field(ge=0, le=2**53, description="plaintext bytes")
+    size: WireInt = Field(ge=0, le=2**53, description="plaintext bytes")
     type: Annotated[str, Field(max_length=255)] = "application/octet-stream"
 
 
