@@ -11,8 +11,10 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
@@ -93,8 +95,8 @@ class User:
         return path
 
 
-def open_browser(browser: Browser, node: Server, username: str) -> User:
-    context = browser.new_context(viewport={"width": 1200, "height": 800})
+def open_browser(browser: Browser, node: Server, username: str, **options: Any) -> User:
+    context = browser.new_context(viewport={"width": 1200, "height": 800}, **options)
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     user = User(username, node, context, page)
@@ -128,20 +130,21 @@ class Browsers:
         self.browser = browser
         self.users: list[User] = []
 
-    def open(self, node: Server, username: str) -> User:
-        user = open_browser(self.browser, node, username)
+    def open(self, node: Server, username: str, **options: Any) -> User:
+        """A new browser context (``options`` as for ``Browser.new_context``)."""
+        user = open_browser(self.browser, node, username, **options)
         self.users.append(user)
         return user
 
-    def login(self, node: Server, username: str, password: str | None = None) -> User:
-        return log_in(self.open(node, username), password)
+    def login(self, node: Server, username: str, password: str | None = None, **options: Any) -> User:
+        return log_in(self.open(node, username, **options), password)
 
     def screenshots(self, name: str) -> list[str]:
         """Every open page as a PNG in /tmp (what the user saw when a test failed)."""
         paths = []
         for user in self.users:
             with contextlib.suppress(Exception):
-                paths.append(user.screenshot(f"{name}-failed"))
+                paths.append(user.screenshot(name))
         return paths
 
     def close(self) -> list[str]:
@@ -161,7 +164,8 @@ def browsers(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Brows
     try:
         yield opened
     finally:
-        if request.node.stash.get(FAILED, False):
+        # FLAME_SCREENSHOTS=1 keeps the last view of every page, to look at by eye.
+        if request.node.stash.get(FAILED, False) or os.environ.get("FLAME_SCREENSHOTS"):
             for path in opened.screenshots(request.node.name):
                 print(f"screenshot: {path}")
         errors = opened.close()
@@ -169,15 +173,27 @@ def browsers(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Brows
 
 
 def start_network(root: Path, *, nodes: int = 2, node_args: dict[int, list[str]] | None = None) -> DevNetwork:
-    """Directory + ``nodes`` nodes (extra flags per node index), users created."""
+    """Directory + ``nodes`` nodes (extra flags per node index), users created.
+
+    The nodes start while the users are created: on two cores this halves the wait.
+    """
     net = DevNetwork(root, password_profile="minimal", presence_interval=1.0)
+    servers: list[Server] = []
     try:
         net.start_directory(presence_ttl=4.0)
-        for index in range(nodes):
-            net.start_node(None, *(node_args or {}).get(index, []))
-        for name, password in PASSWORDS.items():
-            net.create_user(name, password)
+        servers = [
+            net.node_server(index + 1, None, *(node_args or {}).get(index, [])) for index in range(nodes)
+        ]
+        with ThreadPoolExecutor(max_workers=nodes) as pool:
+            started = [pool.submit(server.start) for server in servers]
+            for name, password in PASSWORDS.items():
+                net.create_user(name, password)
+            for future in started:
+                future.result()
+        net.nodes.extend(servers)
     except BaseException:
+        for server in servers:
+            server.stop()
         net.stop()
         raise
     return net
