@@ -2,9 +2,9 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Path, Request
 
 from flamechat import __version__
 from flamechat.config import DirectorySettings
@@ -16,6 +16,7 @@ from flamechat.httpapi.signed import RequestVerifier
 from flamechat.keyfile import load_or_create_key
 from flamechat.protocol import models
 from flamechat.protocol.errors import BadNodeSignature
+from flamechat.protocol.ids import NODE_ID_PATTERN, USERNAME_PATTERN
 from flamechat.protocol.versions import FEATURES, PROTOCOL_VERSIONS
 from flamechat.services.clock import Clock, SystemClock
 from flamechat.services.directory import DirectoryService
@@ -25,8 +26,15 @@ from flamechat.storage.records import PresenceEntry
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": models.ErrorBody, "description": "unsigned, badly signed, unknown node or replay"},
+    403: {"model": models.ErrorBody, "description": "not this node's to change, or wrong home node"},
+    404: {"model": models.ErrorBody, "description": "no such user or node"},
+    413: {"model": models.ErrorBody, "description": "request body over 64 KiB"},
     422: {"model": models.ErrorBody, "description": "malformed input"},
 }
+
+# Names in paths are checked like the same names in bodies, before any signature work or lookup.
+UserPath = Annotated[str, Path(pattern=USERNAME_PATTERN)]
+NodePath = Annotated[str, Path(pattern=NODE_ID_PATTERN)]
 
 
 def open_directory(settings: DirectorySettings, clock: Clock | None = None) -> DirectoryService:
@@ -58,7 +66,9 @@ def directory_router(service: DirectoryService, verifier: RequestVerifier) -> AP
         return {"public_key": b64encode(service.key.public_key)}
 
     @router.put("/nodes/{node_id}", response_model=models.SignedNode)
-    async def register_node(node_id: str, body: models.NodeRegistration, request: Request) -> dict[str, Any]:
+    async def register_node(
+        node_id: NodePath, body: models.NodeRegistration, request: Request
+    ) -> dict[str, Any]:
         try:
             public_key = b64decode(body.public_key, size=32, what="public_key")
         except MalformedError as exc:
@@ -74,12 +84,12 @@ def directory_router(service: DirectoryService, verifier: RequestVerifier) -> AP
         return await service.nodes()
 
     @router.get("/nodes/{node_id}", response_model=models.SignedNode)
-    async def get_node(node_id: str, request: Request) -> dict[str, Any]:
+    async def get_node(node_id: NodePath, request: Request) -> dict[str, Any]:
         await verifier.verify(request)
         return await service.node_record(node_id)
 
     @router.put("/nodes/{node_id}/presence", status_code=204)
-    async def presence(node_id: str, body: models.PresenceReport, request: Request) -> None:
+    async def presence(node_id: NodePath, body: models.PresenceReport, request: Request) -> None:
         signer = await verifier.verify(request)
         if signer != node_id:
             raise BadNodeSignature("a node may only report its own presence")
@@ -94,14 +104,14 @@ def directory_router(service: DirectoryService, verifier: RequestVerifier) -> AP
         return await service.check_login(node_id, body.username, body.password)
 
     @router.put("/users/{username}/keys", response_model=models.SignedUser)
-    async def publish_keys(username: str, body: models.PublishKeys, request: Request) -> dict[str, Any]:
+    async def publish_keys(username: UserPath, body: models.PublishKeys, request: Request) -> dict[str, Any]:
         node_id = await verifier.verify(request)
         return await service.publish_keys(
             node_id, username, body.sign_key, body.box_key, body.binding_signature
         )
 
     @router.put("/users/{username}/card", response_model=models.SignedUser)
-    async def set_card(username: str, body: models.UserCard, request: Request) -> dict[str, Any]:
+    async def set_card(username: UserPath, body: models.UserCard, request: Request) -> dict[str, Any]:
         node_id = await verifier.verify(request)
         return await service.set_card(
             node_id, username, display_name=body.display_name, title=body.title, department=body.department
@@ -113,7 +123,7 @@ def directory_router(service: DirectoryService, verifier: RequestVerifier) -> AP
         return await service.users(asking_node=node_id)
 
     @router.get("/users/{username}", response_model=models.SignedUser)
-    async def user(username: str, request: Request) -> dict[str, Any]:
+    async def user(username: UserPath, request: Request) -> dict[str, Any]:
         node_id = await verifier.verify(request)
         return await service.user(username, asking_node=node_id)
 
