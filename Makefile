@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SHELL  := /bin/bash
 
-.PHONY: demo test lint typecheck unit integration browser fuzz bench docs install chromium clean
+.PHONY: demo test lint typecheck unit integration browser fuzz bench docs install chromium clean format
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -50,7 +50,11 @@ fuzz: $(STAMP)
 	$(PY) -m pytest -q tests/fuzz
 
 bench: $(STAMP)
-	$(PY) bench/run.py
+	$(PY) -m bench.run
+
+# The docs are checked against the code (options, settings, endpoints, error codes).
+docs: $(STAMP)
+	$(PY) -m pytest -q tests/test_docs.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format src tests bench
