@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from flamechat.protocol import errors
 
@@ -65,11 +66,11 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    cause = exc.__cause__
-    if isinstance(cause, errors.FlameError):
+    flame = _flame_cause(exc.__cause__)
+    if flame is not None:
         # FastAPI wraps what fails while it reads the body (e.g. the size limit) in a bare 400
-        return await _flame_error(request, cause)
-    if exc.status_code == 400 and isinstance(cause, ValueError):
+        return await _flame_error(request, flame)
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
         # a body FastAPI could not decode (not UTF-8, say) is malformed JSON like any other
         return error_response(422, "invalid_request", "body: the body is not valid JSON", field="body")
     code = _HTTP_CODES.get(exc.status_code, "http_error")
@@ -77,17 +78,35 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value
     if exc.status_code == 405:
-        response.headers["Allow"] = ", ".join(_allowed_methods(request))
+        response.headers["Allow"] = ", ".join(_allowed_methods(request, response.headers.get("Allow", "")))
     return response
 
 
-def _allowed_methods(request: Request) -> list[str]:
-    """Every method the path answers to; Starlette names only the first route that matched it."""
-    allowed: set[str] = set()
-    for route in request.app.router.routes:
-        methods = getattr(route, "methods", None)
-        if methods and route.matches(request.scope)[0] is not Match.NONE:
-            allowed |= set(methods)
+def _flame_cause(cause: BaseException | None) -> errors.FlameError | None:
+    """The FlameError behind a wrapped failure, also through the one-error groups of task groups."""
+    if isinstance(cause, errors.FlameError):
+        return cause
+    if isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
+        return _flame_cause(cause.exceptions[0])
+    return None
+
+
+_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"})
+
+
+@functools.lru_cache(maxsize=512)
+def _path_pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}/]+\})", template)
+    return re.compile("".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts))
+
+
+def _allowed_methods(request: Request, named: str) -> list[str]:
+    """Every method the path answers to: the router names only the first route whose path matched."""
+    allowed = {m.strip().upper() for m in named.split(",") if m.strip()}
+    paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
+    for template, operations in paths.items():
+        if _path_pattern(template).fullmatch(request.scope["path"]):
+            allowed |= {m.upper() for m in operations} & _METHODS
     return sorted(allowed)
 
 
