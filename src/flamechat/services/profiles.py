@@ -164,6 +164,8 @@ class ProfileService:
             fetched = await self._fetch(username, user.node_url, user.sign_key, cached)
             return {**base, **fetched, "stale": False}
         except (TransportError, errors.FlameError) as exc:
+            if isinstance(exc, TransportError) and exc.status == 404:
+                return {**base, "stale": False}  # their node answered: no profile written yet
             log.info("profile of %s not refreshed: %s", username, exc)
             if cached is not None:
                 return {**base, **_document(cached), "stale": True}
