@@ -9,6 +9,8 @@ from playwright.sync_api import Route, expect
 
 from flamechat.devnet import DevNetwork
 from tests.browser.conftest import Browsers
+from tests.conftest import PASSWORDS
+from tests.support import login
 
 pytestmark = pytest.mark.browser
 
@@ -108,3 +110,53 @@ def test_enter_sends_and_shift_enter_breaks_the_line(browsers: Browsers, network
     expect(box).to_have_value("")
     dave.open_conversation("carol")
     expect(dave.message("second line")).to_have_count(1)
+
+
+def test_a_send_that_fails_can_be_retried_without_a_duplicate(
+    browsers: Browsers, network: DevNetwork
+) -> None:
+    node_a, node_b = network.nodes
+    alice = browsers.login(node_a, "alice")
+    bob = browsers.login(node_b, "bob")
+    alice.open_conversation("bob")
+    bob.open_conversation("alice")
+
+    # The network drops the first attempt: the message says so and offers a retry.
+    route = re.compile(r"/api/v1/conversations/bob/messages$")
+    alice.page.route(route, lambda r: r.abort() if r.request.method == "POST" else r.fallback())
+    alice.send("Did the contract arrive?")
+    mine = alice.message("Did the contract arrive?")
+    expect(mine).to_have_attribute("data-state", "failed")
+    expect(mine.locator(".state")).to_contain_text("Not sent")
+    expect(alice.page.locator("#send-error")).to_be_visible()
+    retry = mine.locator("button.retry")
+    expect(retry).to_be_visible()
+
+    alice.page.unroute(route)
+    retry.click()
+    expect(mine).to_have_attribute("data-state", re.compile("^(delivered|read)$"))
+    expect(retry).to_be_hidden()
+    expect(alice.page.locator("#send-error")).to_be_hidden()
+    expect(bob.message("Did the contract arrive?")).to_have_count(1)
+    expect(alice.message("Did the contract arrive?")).to_have_count(1)
+
+
+def test_logging_in_on_another_persons_node_is_refused(browsers: Browsers, network: DevNetwork) -> None:
+    node_a, node_b = network.nodes
+    login(node_a, "alice", PASSWORDS["alice"])  # node A is alice's home
+    stranger = browsers.open(node_b, "alice")
+    stranger.goto("/login")
+    stranger.page.locator("#username").fill("alice")
+    stranger.page.locator("#password").fill(PASSWORDS["alice"])
+    stranger.page.locator("#login-button").click()
+    expect(stranger.page.locator("#login-error")).to_contain_text("lives on another node")
+    assert stranger.page.url.endswith("/login")
+
+
+def test_a_logged_in_visitor_to_the_login_page_goes_to_the_app(
+    browsers: Browsers, network: DevNetwork
+) -> None:
+    alice = browsers.login(network.nodes[0], "alice")
+    alice.goto("/login")
+    alice.page.wait_for_url(re.compile(r"/$"))
+    expect(alice.page.locator("#users")).to_be_visible()

@@ -137,3 +137,29 @@ def test_directory_outage_banner_and_cached_people(
     expect(bob.page.locator("#directory-banner")).to_be_hidden()
     expect(alice.person("bob").locator(".dot")).to_have_class(re.compile(r"\bonline\b"))
     assert still_same_page(alice), "alice's page reloaded: the banner did not come and go live"
+
+
+def test_live_stream_comes_back_after_the_node_restarts(browsers: Browsers, net: DevNetwork) -> None:
+    node_a, node_b = net.nodes
+    alice = browsers.login(node_a, "alice")
+    bob = browsers.login(node_b, "bob")
+    bob.open_conversation("alice")
+    alice.open_conversation("bob")
+    mark_page(bob)
+
+    node_b.stop()
+    try:
+        expect(bob.page.locator("body")).to_have_attribute("data-live", "polling")
+        alice.send("Ping while your node restarts")
+        expect(alice.message("Ping while your node restarts")).to_have_attribute("data-state", "pending")
+    finally:
+        restarted = Server(node_b.name, node_b.args, node_b.port, node_b.log_path).start()
+        net.nodes[1] = restarted
+
+    # Bob's page reconnects by itself and shows what was sent meanwhile.
+    expect(bob.page.locator("body")).to_have_attribute("data-live", "sse", timeout=30_000)
+    expect(bob.message("Ping while your node restarts")).to_have_count(1, timeout=30_000)
+    expect(alice.message("Ping while your node restarts")).to_have_attribute(
+        "data-state", "read", timeout=30_000
+    )
+    assert still_same_page(bob)

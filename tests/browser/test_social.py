@@ -104,6 +104,14 @@ def test_status_change_shows_live_in_another_users_list(browsers: Browsers, net:
     expect(seen.locator(".status-text")).to_have_text("In a meeting until 3")
     expect(alice.page.locator("#peer-dot")).to_have_class(dot("busy"))
     expect(alice.page.locator("#peer-status")).to_have_text("Busy · In a meeting until 3")
+    # His profile page says so too.
+    profile = alice.context.new_page()
+    try:
+        profile.goto(node_a.url + "/profile/bob")
+        expect(profile.locator("#profile-status")).to_have_text("Busy · In a meeting until 3")
+        expect(profile.locator("#profile-dot")).to_have_class(dot("busy"))
+    finally:
+        profile.close()
 
     # Appearing offline hides the status and its text.
     bob.page.locator("#status-select").select_option("invisible")
@@ -255,3 +263,16 @@ def test_block_from_the_profile_page(browsers: Browsers, net: DevNetwork) -> Non
     expect(alice.page.locator("#send-button")).to_be_enabled()
     alice.goto("/profile/dave")
     expect(alice.page.locator("#profile-block")).to_have_text("Block")
+
+
+def test_profile_never_edited_is_not_called_stale(browsers: Browsers, net: DevNetwork) -> None:
+    """Someone who never filled in a profile simply has an empty one: their node is
+    up, so the page must not claim it cannot be reached."""
+    node_a, node_b, _ = net.nodes
+    login(node_b, "dave", PASSWORDS["dave"])  # dave lives on node B and never edits his profile
+    alice = browsers.login(node_a, "alice")
+    alice.goto("/profile/dave")
+    expect(alice.page.locator("#profile-name")).to_have_text("Dave")
+    expect(alice.page.locator("#stale-note")).to_have_count(0)
+    expect(alice.page.locator("#profile-block")).to_be_visible()
+    expect(alice.page.locator("#profile-title")).to_be_hidden()  # nothing to show, no empty label

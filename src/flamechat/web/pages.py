@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 from flamechat.protocol import errors
 from flamechat.services.accounts import AccountService, Session
 from flamechat.services.blocks import BlockService
-from flamechat.services.directory_view import DirectoryView
+from flamechat.services.directory_view import DirectoryView, shown_presence
 from flamechat.services.presence import PresenceService
 from flamechat.services.profiles import ProfileService
 from flamechat.web.api import user_view
@@ -71,6 +72,8 @@ def page_router(
 
     @router.get("/login", response_class=HTMLResponse)
     async def login_page(request: Request) -> Response:
+        if await signed_in(request) is not None:
+            return RedirectResponse("/", status_code=303)  # already in: nothing to do here
         return TEMPLATES.TemplateResponse(request, "login.html", {"node_url": node_url})
 
     @router.get("/", response_class=HTMLResponse)
@@ -93,8 +96,13 @@ def page_router(
                 profile = await profiles.view(username)
             except errors.UnknownUser:
                 profile = None
+            shown: dict[str, Any] = {"status": "offline", "status_text": ""}
+            if profile is not None:
+                with contextlib.suppress(errors.FlameError):
+                    shown = shown_presence(await directory.resolve(username), session.username)
             return {
                 "profile": profile,
+                "presence": shown,
                 "username": username,
                 "own": username == session.username,
                 "blocked": await blocks.is_blocked(session.username, username),

@@ -111,10 +111,10 @@
   const ORDER = ["pending", "sent", "delivered", "read"];
   // Ticks as people know them, with the word beside them (and in the tooltip).
   const STATE_LABEL = {
-    pending: ["◷", "Sending…", "Not yet on your node"],
-    sent: ["✓", "Sent", "Stored on your node and on its way (or held for them)"],
-    delivered: ["✓✓", "Delivered", "Arrived on their node"],
-    read: ["✓✓", "Read", "They have seen it"],
+    pending: ["◷", "Sending…", "Waiting to reach their node"],
+    sent: ["✓", "Sent", "On their node (or with a relay), not yet opened for them"],
+    delivered: ["✓✓", "Delivered", "Delivered to them"],
+    read: ["✓✓", "Read", "They have read it"],
     failed: ["!", "Not sent", "Not sent"],
   };
 

@@ -36,6 +36,7 @@ const flame = (() => {
   }
   // A stream that drops and comes back may have missed events: "resync" reloads.
   let opened = false;
+  let retryIn = 2000;
   function connect() {
     if (!("EventSource" in window)) { startPolling(); return; }
     const source = new EventSource("/api/v1/events");
@@ -49,10 +50,20 @@ const flame = (() => {
     source.addEventListener("open", () => {
       if (polling) { clearInterval(polling); polling = null; }
       document.body.dataset.live = "sse";
+      retryIn = 2000;
       if (opened) emit({ type: "resync" });
       opened = true;
     });
-    source.addEventListener("error", () => { document.body.dataset.live = "polling"; startPolling(); });
+    source.addEventListener("error", () => {
+      document.body.dataset.live = "polling";
+      startPolling();
+      // The browser retries a dropped stream by itself, but gives up for good after
+      // an error answer (a node restarting behind a proxy): then start a new one.
+      if (source.readyState === EventSource.CLOSED) {
+        setTimeout(connect, retryIn);
+        retryIn = Math.min(retryIn * 2, 30000);
+      }
+    });
   }
   on("directory", (event) => {
     $("directory-banner").hidden = event.status !== "offline";

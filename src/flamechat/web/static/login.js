@@ -20,11 +20,20 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
     }
     const body = await response.json().catch(() => ({}));
     const detail = body.error || {};
-    let text = detail.message || `Login failed (${response.status})`;
-    if (detail.code === "wrong_home_node" && detail.details && detail.details.home_url) {
-      text += ` — ${detail.details.home_url}`;
+    error.textContent = detail.message || `Login failed (${response.status})`;
+    const home = detail.code === "wrong_home_node" && detail.details && detail.details.home_url;
+    if (home && /^https?:\/\//.test(home)) {
+      // Their account lives on another node: offer the way there (text only, never HTML).
+      const link = document.createElement("a");
+      link.href = `${home.replace(/\/+$/, "")}/login`;
+      link.id = "home-node-link";
+      link.textContent = home;
+      error.append(" — log in at ", link);
     }
-    error.textContent = text;
+    if (response.status === 429) {
+      const wait = response.headers.get("Retry-After");
+      if (wait) error.append(` (try again in ${wait} s)`);
+    }
     error.hidden = false;
   } catch (exc) {
     error.textContent = "This node cannot be reached.";

@@ -1,6 +1,6 @@
 "use strict";
 (() => {
-  const { api, $ } = flame;
+  const { api, on, $ } = flame;
   const username = document.querySelector("main.profile").dataset.username;
   const form = $("profile-form");
   if (form) {
@@ -34,6 +34,14 @@
       note.hidden = false;
     });
   }
+  on("presence", (event) => {
+    if (event.username !== username || !$("profile-dot")) return;
+    const status = event.online ? event.status || "online" : "offline";
+    $("profile-dot").className = `dot ${status}`;
+    const label = status.charAt(0).toUpperCase() + status.slice(1);
+    $("profile-status").textContent = [label, event.online ? event.status_text : ""].filter(Boolean).join(" · ");
+    if (event.display_name) $("profile-name").textContent = event.display_name;
+  });
   const block = $("profile-block");
   if (block) {
     block.addEventListener("click", async () => {
