@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
@@ -20,6 +20,7 @@ from flamechat.protocol import models
 from flamechat.services.accounts import AccountService, Session
 from flamechat.services.files import PART_MAX_BYTES, Download, FileService, UploadState
 from flamechat.services.messaging import message_view
+from flamechat.web.api import MESSAGE_ID_PATTERN, UserName
 from flamechat.web.markup import with_html
 from flamechat.web.security import session_dependencies
 
@@ -36,6 +37,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": models.ErrorBody, "description": "malformed input, or a stored file failed its checks"},
     507: {"model": models.ErrorBody, "description": "storage quota exceeded"},
 }
+
+# Ids in paths are upload and message UUIDs: checked before any lookup (invariant 6).
+MessageId = Annotated[str, Path(pattern=MESSAGE_ID_PATTERN)]
 
 
 def content_disposition(kind: str, name: str) -> str:
@@ -93,12 +97,12 @@ def files_router(*, accounts: AccountService, files: FileService, cookie: str) -
         }
 
     @router.post("/conversations/{peer}/uploads", response_model=models.UploadView, status_code=201)
-    async def start_upload(peer: str, body: models.StartUpload, session: Writer) -> dict[str, Any]:
+    async def start_upload(peer: UserName, body: models.StartUpload, session: Writer) -> dict[str, Any]:
         state = await files.start_upload(session.username, peer, body.id, body.name, body.size, body.type)
         return await upload_view(state, session.username)
 
     @router.get("/uploads/{upload_id}", response_model=models.UploadView)
-    async def get_upload(upload_id: str, session: Reader) -> dict[str, Any]:
+    async def get_upload(upload_id: MessageId, session: Reader) -> dict[str, Any]:
         return await upload_view(await files.upload_state(session.username, upload_id), session.username)
 
     @router.patch(
@@ -114,7 +118,7 @@ def files_router(*, accounts: AccountService, files: FileService, cookie: str) -
         },
     )
     async def append(
-        upload_id: str,
+        upload_id: MessageId,
         request: Request,
         session: Writer,
         upload_offset: Annotated[int, Header(ge=0, le=2**53, description="where this part starts")],
@@ -131,7 +135,7 @@ def files_router(*, accounts: AccountService, files: FileService, cookie: str) -
         return await upload_view(state, session.username)
 
     @router.delete("/uploads/{upload_id}", status_code=204)
-    async def cancel(upload_id: str, session: Writer) -> None:
+    async def cancel(upload_id: MessageId, session: Writer) -> None:
         await files.cancel(session.username, upload_id)
 
     @router.get(
@@ -143,7 +147,7 @@ def files_router(*, accounts: AccountService, files: FileService, cookie: str) -
         },
     )
     async def download(
-        message_id: str,
+        message_id: MessageId,
         request: Request,
         session: Reader,
         inline: Annotated[bool, Query(description="show images, audio and video in the page")] = False,
@@ -161,7 +165,7 @@ def files_router(*, accounts: AccountService, files: FileService, cookie: str) -
         response_class=Response,
         responses={200: {"content": {"image/webp": {}}}},
     )
-    async def thumbnail(message_id: str, session: Reader) -> Response:
+    async def thumbnail(message_id: MessageId, session: Reader) -> Response:
         data = await files.thumbnail(session.username, message_id)
         return Response(
             data,
