@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from flamechat.protocol import errors
 
@@ -110,6 +111,13 @@ def _allowed_methods(request: Request, named: str) -> list[str]:
     return sorted(allowed)
 
 
+async def _client_gone(request: Request, _exc: Exception) -> JSONResponse:
+    """The caller hung up while its body was being read (a peer killed mid-request):
+    nothing failed here, and no one is left to read the answer."""
+    log.info("client went away during %s %s", request.method, request.url.path)
+    return error_response(400, "bad_request", "the request ended before its body did")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "something went wrong on this server")
@@ -119,4 +127,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.FlameError, _flame_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)
