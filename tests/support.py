@@ -168,13 +168,15 @@ class EventStream:
 
 
 def server_errors(net: DevNetwork) -> list[str]:
-    """Lines of the processes' logs that show a 500 or an unhandled exception."""
+    """Lines of the processes' logs that show a 500, or any stack trace at all."""
     found = []
     servers = [*net.nodes, *([net.directory] if net.directory else [])]
     for server in servers:
         if not server.log_path.exists():
             continue
         for line in server.log_path.read_text(errors="replace").splitlines():
-            if "unhandled error" in line or "Exception in ASGI application" in line:
+            if any(
+                sign in line for sign in ("unhandled error", "Exception in ASGI application", "Traceback")
+            ):
                 found.append(f"{server.name}: {line}")
     return found

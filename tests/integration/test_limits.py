@@ -17,7 +17,7 @@ from flamechat.devnet import DevNetwork, Server, http_json
 from flamechat.keyfile import load_or_create_key
 from tests.conftest import PASSWORDS, make_network
 from tests.integration.peer import FakePeer
-from tests.support import ApiSession, eventually, login
+from tests.support import ApiSession, eventually, login, server_errors
 
 pytestmark = pytest.mark.integration
 
@@ -219,3 +219,8 @@ def test_a_blocked_senders_next_message_is_dropped_without_telling_them(
     dropped = state_of(alice, "bob", sent["id"])
     assert (dropped["state"], dropped["error"]) == ("sent", None)  # never "delivered", never "failed"
     assert "you will not read this" not in incoming_texts(bob, "alice")  # dropped, not held
+
+
+def test_no_request_ended_in_a_server_error(net: DevNetwork) -> None:
+    """Runs last in this module: floods, limits and blocks never produced a 500."""
+    assert server_errors(net) == []

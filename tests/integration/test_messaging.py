@@ -4,13 +4,15 @@ every kind of bad input answered with a clear 4xx that stores nothing."""
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from flamechat.crypto import NodeKey
+from flamechat.crypto import NodeKey, sign_request
 from flamechat.devnet import DevNetwork, http_json
 from flamechat.protocol.ids import new_id
 from tests.conftest import PASSWORDS, make_network
@@ -305,6 +307,27 @@ def test_an_envelope_a_node_may_not_deliver_is_refused(
 
     assert "carried by a stranger" not in texts(dave.history("erin"))
     assert "tampered in transit" not in texts(dave.history("erin"))
+
+
+def test_a_peer_hanging_up_mid_request_is_no_server_error(net: DevNetwork, erin: FakePeer) -> None:
+    """A peer killed while it sends (its body cut short) leaves no stack trace behind."""
+    node2 = net.nodes[1]
+    envelope = json.dumps(erin.seal("erin", "dave", "cut short")).encode()
+    for method, path in (
+        ("PUT", f"/federation/v1/envelopes/{new_id()}"),
+        ("GET", "/federation/v1/relay/envelopes"),  # read while checking the signature
+        ("POST", "/api/v1/sessions"),
+    ):
+        signed = sign_request(erin.key, method, path, envelope, timestamp=int(time.time()))
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in signed.as_dict().items())
+        head += f"Content-Length: {len(envelope)}\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", node2.port), timeout=10) as sock:
+            sock.sendall(head.encode() + envelope[: len(envelope) // 2])
+        # The node notices the hang-up, and still answers the next caller.
+        eventually(lambda: http_json("GET", node2.url + "/healthz")[0] == 200, what="node 2 alive")
+    eventually(lambda: "went away" in node2.log_path.read_text(), what="the hang-ups noticed")
+    assert server_errors(net) == []
 
 
 def test_no_request_ended_in_a_server_error(net: DevNetwork) -> None:
