@@ -112,14 +112,15 @@ def open_browser(browser: Browser, node: Server, username: str, **options: Any) 
     return user
 
 
-def log_in(user: User, password: str | None = None) -> User:
+def log_in(user: User, password: str | None = None, *, live: str = "sse") -> User:
+    """Log in through the login page; wait until the page's live feed is ``live``."""
     page = user.page
     user.goto("/login")
     page.locator("#username").fill(user.username)
     page.locator("#password").fill(password or PASSWORDS[user.username])
     page.locator("#login-button").click()
     page.wait_for_url(re.compile(re.escape(user.node.url) + r"/(#.*)?$"))
-    expect(page.locator("body")).to_have_attribute("data-live", "sse")
+    expect(page.locator("body")).to_have_attribute("data-live", live)
     return user
 
 
@@ -136,8 +137,10 @@ class Browsers:
         self.users.append(user)
         return user
 
-    def login(self, node: Server, username: str, password: str | None = None, **options: Any) -> User:
-        return log_in(self.open(node, username, **options), password)
+    def login(
+        self, node: Server, username: str, password: str | None = None, *, live: str = "sse", **options: Any
+    ) -> User:
+        return log_in(self.open(node, username, **options), password, live=live)
 
     def screenshots(self, name: str) -> list[str]:
         """Every open page as a PNG in /tmp (what the user saw when a test failed)."""

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Route, expect
 
 from flamechat.devnet import DevNetwork
-from tests.browser.conftest import Browsers
+from tests.browser.conftest import Browsers, log_in
 from tests.conftest import PASSWORDS
 from tests.support import login
 
@@ -160,3 +160,16 @@ def test_a_logged_in_visitor_to_the_login_page_goes_to_the_app(
     alice.goto("/login")
     alice.page.wait_for_url(re.compile(r"/$"))
     expect(alice.page.locator("#users")).to_be_visible()
+
+
+def test_without_server_sent_events_the_page_polls(browsers: Browsers, network: DevNetwork) -> None:
+    node_a, node_b = network.nodes
+    alice = browsers.login(node_a, "alice")
+    bob = browsers.open(node_b, "bob")
+    bob.context.add_init_script("delete window.EventSource")
+    log_in(bob, live="polling")
+    bob.open_conversation("alice")
+    alice.open_conversation("bob")
+    alice.send("Can you hear me without a stream?")
+    expect(bob.message("without a stream")).to_have_count(1)
+    expect(alice.message("without a stream")).to_have_attribute("data-state", "read")

@@ -276,3 +276,18 @@ def test_profile_never_edited_is_not_called_stale(browsers: Browsers, net: DevNe
     expect(alice.page.locator("#stale-note")).to_have_count(0)
     expect(alice.page.locator("#profile-block")).to_be_visible()
     expect(alice.page.locator("#profile-title")).to_be_hidden()  # nothing to show, no empty label
+
+
+def test_closing_the_last_tab_turns_the_user_offline(browsers: Browsers, net: DevNetwork) -> None:
+    node_a, node_b, _ = net.nodes
+    alice = browsers.login(node_a, "alice")
+    bob = browsers.login(node_b, "bob")
+    second = bob.context.new_page()
+    second.goto(node_b.url + "/")
+    expect(alice.person("bob").locator(".dot")).to_have_class(dot("online"))
+
+    bob.page.close()  # one tab of two: still online
+    alice.page.wait_for_timeout(1500)
+    expect(alice.person("bob").locator(".dot")).to_have_class(dot("online"))
+    second.close()  # the last one
+    expect(alice.person("bob").locator(".dot")).to_have_class(dot("offline"))

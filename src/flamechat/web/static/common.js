@@ -38,7 +38,7 @@ const flame = (() => {
   let opened = false;
   let retryIn = 2000;
   function connect() {
-    if (!("EventSource" in window)) { startPolling(); return; }
+    if (!("EventSource" in window)) { document.body.dataset.live = "polling"; startPolling(); return; }
     const source = new EventSource("/api/v1/events");
     for (const type of ["message", "message_state", "presence", "directory", "resync", "file"]) {
       source.addEventListener(type, (e) => {
@@ -199,6 +199,9 @@ const flame = (() => {
   for (const id of ["search-peer", "search-since", "search-until"]) $(id).addEventListener("change", () => runSearch().catch(searchFailed));
   $("search-close").addEventListener("click", () => { $("search-results").hidden = true; });
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("search-results").hidden = true; });
+  document.addEventListener("click", (e) => {
+    if (!e.target.closest("#search-results, #search-form")) $("search-results").hidden = true;
+  });
   // Outside the main page a jump goes to the main page, which opens the message.
   on("jump", (event) => {
     if (!document.getElementById("messages")) {
