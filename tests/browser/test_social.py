@@ -291,3 +291,35 @@ def test_closing_the_last_tab_turns_the_user_offline(browsers: Browsers, net: De
     expect(alice.person("bob").locator(".dot")).to_have_class(dot("online"))
     second.close()  # the last one
     expect(alice.person("bob").locator(".dot")).to_have_class(dot("offline"))
+
+
+def test_activity_in_one_tab_keeps_every_tab_from_going_away(browsers: Browsers, net: DevNetwork) -> None:
+    node_a, _, node_c = net.nodes
+    alice = browsers.login(node_a, "alice")
+    carol = browsers.login(node_c, "carol")  # node C: away after 2 s idle
+    carol.page.locator("#status-select").select_option("online")
+    other_tab = carol.context.new_page()
+    other_tab.goto(node_c.url + "/")
+    seen = alice.person("carol").locator(".dot")
+
+    # Carol works in her second tab; the first one sits idle for longer than the limit.
+    statuses = set()
+    for step in range(int((IDLE_AWAY_SECONDS * 2.5) / 0.25)):
+        other_tab.mouse.move(100 + step % 2 * 30, 200)
+        other_tab.wait_for_timeout(250)
+        statuses.add(carol.page.locator("#status-select").input_value())
+    assert statuses == {"online"}, statuses
+    expect(seen).to_have_class(dot("online"))
+
+    # When she stops everywhere, she turns away, and both tabs say so.
+    expect(carol.page.locator("#status-select")).to_have_value("away")
+    expect(other_tab.locator("#status-select")).to_have_value("away")
+    expect(seen).to_have_class(dot("away"))
+    # Back in the first tab: both tabs (and Alice) see her online.
+    for step in range(60):
+        carol.page.mouse.move(300 + step % 2 * 20, 300)
+        if other_tab.locator("#status-select").input_value() == "online":
+            break
+        carol.page.wait_for_timeout(250)
+    expect(other_tab.locator("#status-select")).to_have_value("online")
+    expect(seen).to_have_class(dot("online"))

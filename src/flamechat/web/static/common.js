@@ -71,19 +71,27 @@ const flame = (() => {
   });
 
   // --- status: chosen, and automatic away after idling -------------------------------
+  // Several tabs of one person act as one: the last activity, an automatic away and
+  // the chosen status are shared through localStorage (and its "storage" event).
   const select = $("status-select");
   const statusText = $("status-text");
   const autoAwayKey = `flame:auto-away:${me}`;
-  // Away set by idling (not chosen) survives a reload, so activity still clears it.
-  let autoAway = select.value === "away" && localStorage.getItem(autoAwayKey) === "1";
+  const activeKey = `flame:last-active:${me}`;
+  const statusKey = `flame:status:${me}`;
+  const isAutoAway = () => localStorage.getItem(autoAwayKey) === "1";
   function setAutoAway(value) {
-    autoAway = value;
     if (value) localStorage.setItem(autoAwayKey, "1"); else localStorage.removeItem(autoAwayKey);
   }
+  if (select.value !== "away") setAutoAway(false);
   function showMyDot(status) {
     const shown = status === "invisible" ? "offline" : status;
     $("my-dot").className = `dot ${shown}`;
     document.body.dataset.myStatus = status;
+  }
+  function showStatus(status, text) {
+    select.value = status;
+    if (document.activeElement !== statusText) statusText.value = text;
+    showMyDot(status);
   }
   // Saves go one at a time, in order, each with the text as it is when it leaves.
   let saving = Promise.resolve();
@@ -97,6 +105,7 @@ const flame = (() => {
         select.value = saved.status;
         if (statusText.value === text) statusText.value = saved.status_text;
         showMyDot(saved.status);
+        localStorage.setItem(statusKey, JSON.stringify({ status: saved.status, text: saved.status_text, at: Date.now() }));
       } catch (exc) {
         statusText.classList.add("failed");
         statusText.title = `Not saved: ${exc.message}`;
@@ -104,6 +113,10 @@ const flame = (() => {
     });
     return saving;
   }
+  window.addEventListener("storage", (e) => {
+    if (e.key !== statusKey || !e.newValue) return;
+    try { const { status, text } = JSON.parse(e.newValue); showStatus(status, text); } catch (exc) { /* ignore */ }
+  });
   showMyDot(select.value);
   select.addEventListener("change", () => { setAutoAway(false); saveStatus(select.value); });
   statusText.addEventListener("change", () => saveStatus(select.value));
@@ -112,16 +125,19 @@ const flame = (() => {
   const configured = Number(document.querySelector("header.top").dataset.idleAway);
   const idleLimit = (Number.isFinite(configured) && configured > 0 ? configured : 300) * 1000;
   let lastActive = Date.now();
+  let sharedAt = 0;
   function activity() {
     lastActive = Date.now();
-    if (autoAway) { setAutoAway(false); saveStatus("online"); }
+    if (lastActive - sharedAt > 1000) { sharedAt = lastActive; localStorage.setItem(activeKey, String(lastActive)); }
+    if (isAutoAway()) { setAutoAway(false); saveStatus("online"); }
   }
   for (const type of ["mousemove", "keydown", "pointerdown", "focus", "scroll", "touchstart"]) {
     window.addEventListener(type, activity, { passive: true, capture: true });
   }
   document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") activity(); });
   setInterval(() => {
-    if (!autoAway && select.value === "online" && Date.now() - lastActive >= idleLimit) {
+    const last = Math.max(lastActive, Number(localStorage.getItem(activeKey)) || 0);
+    if (!isAutoAway() && select.value === "online" && Date.now() - last >= idleLimit) {
       setAutoAway(true);
       saveStatus("away");
     }
