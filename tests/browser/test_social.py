@@ -196,6 +196,16 @@ def test_search_finds_a_message_and_jumps_to_it(browsers: Browsers, net: DevNetw
     alice.page.keyboard.press("Escape")
     expect(results).to_be_hidden()
 
+    # From another page, a hit leads to the main page, opened at the message.
+    alice.goto("/blocks")
+    alice.page.locator("#search-input").fill("pelican")
+    alice.page.locator("#search-input").press("Enter")
+    alice.page.locator("#message-results li.hit").click()
+    alice.page.wait_for_url(re.compile(r"/#dave"))
+    expect(alice.page.locator("#conversation")).to_have_attribute("data-peer", "dave")
+    expect(found).to_have_class(re.compile(r"\bfound\b"))
+    expect(found).to_be_in_viewport()
+
 
 def test_blocked_persons_message_never_arrives_until_unblocked(browsers: Browsers, net: DevNetwork) -> None:
     node_a, node_b, _ = net.nodes

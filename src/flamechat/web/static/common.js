@@ -18,7 +18,8 @@ const flame = (() => {
     if (response.status === 401) { window.location.assign("/login"); throw new Error("logged out"); }
     const data = response.status === 204 ? null : await response.json().catch(() => null);
     if (!response.ok) {
-      const error = new Error((data && data.error && data.error.message) || `HTTP ${response.status}`);
+      const text = (data && data.error && data.error.message) || `HTTP ${response.status}`;
+      const error = new Error(text.charAt(0).toUpperCase() + text.slice(1));  // a sentence for people
       error.code = data && data.error && data.error.code;
       throw error;
     }

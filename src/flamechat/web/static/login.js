@@ -20,7 +20,13 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
     }
     const body = await response.json().catch(() => ({}));
     const detail = body.error || {};
-    error.textContent = detail.message || `Login failed (${response.status})`;
+    const text = detail.message || `Login failed (${response.status})`;
+    error.textContent = text.charAt(0).toUpperCase() + text.slice(1);
+    if (response.status === 401) {
+      const password = document.getElementById("password");
+      password.value = "";
+      password.focus();
+    }
     const home = detail.code === "wrong_home_node" && detail.details && detail.details.home_url;
     if (home && /^https?:\/\//.test(home)) {
       // Their account lives on another node: offer the way there (text only, never HTML).
