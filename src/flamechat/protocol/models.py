@@ -223,7 +223,12 @@ class ReadMarked(BaseModel):
 
 class SendMessage(Strict):
     id: EnvelopeId | None = None
-    body: str = Field(min_length=1, description="text; at most 64 KiB of UTF-8")
+    body: str = Field(
+        min_length=1,
+        # something besides white space, as Python's str.isspace() counts it (messaging refuses the rest)
+        pattern=r"[^\s\x1c-\x1f]",
+        description="text, not only white space; at most 64 KiB of UTF-8",
+    )
 
 
 class MessageView(BaseModel):
