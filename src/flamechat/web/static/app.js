@@ -35,6 +35,7 @@
     const dot = li.querySelector(".dot");
     dot.className = `dot ${status}`;
     dot.title = STATUS_LABEL[status] || status;
+    dot.setAttribute("aria-label", dot.title);
     li.dataset.online = user.online ? "true" : "false";
     li.dataset.status = status;
     li.querySelector(".status-text").textContent = user.online ? user.status_text || "" : "";
@@ -57,6 +58,7 @@
       span.className = cls;
       button.appendChild(span);
     }
+    button.querySelector(".dot").setAttribute("role", "img");
     button.querySelector(".unread").hidden = true;
     button.querySelector(".name").textContent = username;
     button.querySelector(".handle").textContent = `@${username}`;
@@ -94,6 +96,7 @@
     const badge = ensureUserItem(username).querySelector(".unread");
     badge.hidden = false;
     badge.textContent = String((+badge.textContent || 0) + 1);
+    badge.setAttribute("aria-label", `${badge.textContent} unread`);
     showUnreadTotal();
   }
 
