@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from flamechat.devnet import DevNetwork, Server
-from tests.conftest import PASSWORDS
+from tests.conftest import PASSWORDS, make_network
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -176,27 +175,6 @@ def browsers(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Brows
 
 
 def start_network(root: Path, *, nodes: int = 2, node_args: dict[int, list[str]] | None = None) -> DevNetwork:
-    """Directory + ``nodes`` nodes (extra flags per node index), users created.
-
-    The nodes start while the users are created: on two cores this halves the wait.
-    """
-    net = DevNetwork(root, password_profile="minimal", presence_interval=1.0)
-    servers: list[Server] = []
-    try:
-        net.start_directory(presence_ttl=4.0)
-        servers = [
-            net.node_server(index + 1, None, *(node_args or {}).get(index, [])) for index in range(nodes)
-        ]
-        with ThreadPoolExecutor(max_workers=nodes) as pool:
-            started = [pool.submit(server.start) for server in servers]
-            for name, password in PASSWORDS.items():
-                net.create_user(name, password)
-            for future in started:
-                future.result()
-        net.nodes.extend(servers)
-    except BaseException:
-        for server in servers:
-            server.stop()
-        net.stop()
-        raise
-    return net
+    """``make_network`` with extra ``flame node`` flags given per node index."""
+    extra = node_args or {}
+    return make_network(root, nodes=nodes, node_args=[extra.get(index, []) for index in range(nodes)])

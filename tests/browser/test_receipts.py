@@ -10,7 +10,8 @@ import pytest
 from playwright.sync_api import Route, expect
 
 from flamechat.devnet import DevNetwork, Server
-from tests.browser.conftest import Browsers, User, log_in, start_network
+from tests.browser.conftest import Browsers, User, log_in
+from tests.conftest import make_network
 
 pytestmark = pytest.mark.browser
 
@@ -20,7 +21,7 @@ MESSAGES = re.compile(r"/api/v1/conversations/[a-z0-9_.-]+/messages$")
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
     """A network of its own: the directory is stopped and restarted here."""
-    network = start_network(tmp_path_factory.mktemp("receipts"))
+    network = make_network(tmp_path_factory.mktemp("receipts"))
     try:
         yield network
     finally:

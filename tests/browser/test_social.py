@@ -11,8 +11,8 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from flamechat.devnet import DevNetwork
-from tests.browser.conftest import Browsers, start_network
-from tests.conftest import PASSWORDS
+from tests.browser.conftest import Browsers
+from tests.conftest import PASSWORDS, make_network
 from tests.support import login
 
 pytestmark = pytest.mark.browser
@@ -23,10 +23,10 @@ IDLE_AWAY_SECONDS = 2
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
     """Nodes A and B as usual; node C turns idle people away after two seconds."""
-    network = start_network(
+    network = make_network(
         tmp_path_factory.mktemp("social"),
         nodes=3,
-        node_args={2: ["--idle-away-seconds", str(IDLE_AWAY_SECONDS)]},
+        node_args=([], [], ["--idle-away-seconds", str(IDLE_AWAY_SECONDS)]),
     )
     try:
         yield network

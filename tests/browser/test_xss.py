@@ -16,7 +16,8 @@ import pytest
 from playwright.sync_api import expect
 
 from flamechat.devnet import DevNetwork
-from tests.browser.conftest import Browsers, User, start_network
+from tests.browser.conftest import Browsers, User
+from tests.conftest import make_network
 
 pytestmark = pytest.mark.browser
 
@@ -40,7 +41,7 @@ INJECTED = (
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
-    network = start_network(tmp_path_factory.mktemp("xss"))
+    network = make_network(tmp_path_factory.mktemp("xss"))
     try:
         yield network
     finally:
