@@ -61,6 +61,9 @@ class FakePeers:
         self.delivered.append((node_url, envelope["id"]))
         return {"id": envelope["id"], "status": "stored"}
 
+    async def deliver_batch(self, node_url: str, envelopes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [await self.deliver(node_url, envelope) for envelope in envelopes]
+
 
 @dataclass
 class FakeRelay:

@@ -43,6 +43,7 @@ ENVELOPE = {
 VALID: dict[type[BaseModel], dict[str, Any]] = {
     models.EnvelopeWire: ENVELOPE,
     models.RelayDeposit: {"recipient_node": NODE_ID, "envelope": ENVELOPE},
+    models.EnvelopeBatch: {"envelopes": [ENVELOPE]},
     models.RelayAcks: {"seqs": [1, 2, 3]},
     models.NodeRegistration: {"url": "http://node.example:8701", "public_key": KEY},
     models.LoginCheck: {"username": "alice", "password": "pw"},

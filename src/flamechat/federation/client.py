@@ -16,10 +16,12 @@ import aiohttp
 from yarl import URL
 
 from flamechat.crypto import NodeKey, sign_request
+from flamechat.protocol.versions import BATCH_FEATURE, PROTOCOL_VERSIONS, NoCommonVersion, negotiate
 from flamechat.services.clock import Clock
 from flamechat.services.ports import TransportError
 
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
+VERSION_TTL = 300.0  # seconds a peer's versions and features are remembered
 
 
 class SignedClient:
@@ -193,6 +195,77 @@ class HttpPeers:
     def __init__(self, client: SignedClient, *, presence_timeout: float = 2.0) -> None:
         self.client = client
         self.presence_timeout = presence_timeout
+        self._spoken: dict[str, tuple[float, frozenset[str]]] = {}
+
+    async def features(self, node_url: str) -> frozenset[str]:
+        """What a peer speaks (``GET /federation/v1/version``, cached for a few minutes).
+
+        Refuses a peer with no protocol version in common; a peer too old to
+        answer is taken to speak version 1 without optional features.
+        """
+        now = self.client.clock.now()
+        cached = self._spoken.get(node_url)
+        if cached is not None and now - cached[0] < VERSION_TTL:
+            return cached[1]
+        try:
+            answer = await self.client.call(
+                "GET", self._url(node_url, "/version"), timeout=self.presence_timeout
+            )
+        except TransportError as exc:
+            if exc.transient:
+                raise
+            answer = {"versions": ["1"], "features": []}
+        versions = answer.get("versions")
+        try:
+            negotiate(PROTOCOL_VERSIONS, [str(v) for v in versions] if isinstance(versions, list) else [])
+        except NoCommonVersion as exc:
+            raise TransportError(
+                f"{node_url}: no protocol version in common", transient=False, code="no_common_version"
+            ) from exc
+        listed = answer.get("features")
+        features = frozenset(str(f) for f in listed) if isinstance(listed, list) else frozenset()
+        self._spoken[node_url] = (now, features)
+        return features
+
+    async def deliver_batch(self, node_url: str, envelopes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if len(envelopes) > 1 and BATCH_FEATURE in await self.features(node_url):
+            try:
+                answer = await self.client.call(
+                    "POST", self._url(node_url, "/envelopes"), {"envelopes": envelopes}
+                )
+            except TransportError as exc:
+                if exc.status != 413:
+                    raise
+                # the peer takes smaller bodies than we send: one at a time, then
+            else:
+                results = answer.get("results")
+                return [r for r in results if isinstance(r, dict)] if isinstance(results, list) else []
+        return await self._one_by_one(node_url, envelopes)
+
+    async def _one_by_one(self, node_url: str, envelopes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The legacy way: one PUT per envelope, in order, stopping at the first outage."""
+        outcomes: list[dict[str, Any]] = []
+        for index, envelope in enumerate(envelopes):
+            try:
+                answer = await self.deliver(node_url, envelope)
+            except TransportError as exc:
+                if exc.transient:
+                    if index == 0:
+                        raise  # nothing got through: the node is unreachable
+                    outcomes += [
+                        {
+                            "id": e.get("id"),
+                            "status": "refused",
+                            "error": {"code": "peer_unavailable", "message": str(exc)},
+                        }
+                        for e in envelopes[index:]
+                    ]
+                    return outcomes
+                error = {"code": exc.code or "refused", "message": exc.peer_message or str(exc)}
+                outcomes.append({"id": envelope.get("id"), "status": "refused", "error": error})
+                continue
+            outcomes.append({"id": envelope.get("id"), "status": answer.get("status", "stored")})
+        return outcomes
 
     @staticmethod
     def _url(node_url: str, path: str) -> str:

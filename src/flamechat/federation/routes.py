@@ -60,6 +60,13 @@ def federation_router(
         status = await messaging.receive(node_id, envelope.model_dump())
         return {"id": envelope_id, "status": status}
 
+    @router.post("/envelopes", response_model=models.EnvelopeBatchResult)
+    async def post_envelopes(batch: models.EnvelopeBatch, request: Request) -> dict[str, Any]:
+        """Several envelopes at once, stored in one transaction; each gets its own outcome."""
+        node_id = await verifier.verify(request)
+        outcomes = await messaging.receive_batch(node_id, [e.model_dump() for e in batch.envelopes])
+        return {"results": [o.to_wire() for o in outcomes]}
+
     @router.put("/relay/envelopes/{envelope_id}", response_model=models.EnvelopeAccepted)
     async def deposit(
         envelope_id: EnvelopeIdPath, body: models.RelayDeposit, request: Request

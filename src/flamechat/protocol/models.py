@@ -70,6 +70,20 @@ class EnvelopeWire(Strict):
     signature: B64Sig
 
 
+class EnvelopeBatch(Strict):
+    envelopes: list[EnvelopeWire] = Field(min_length=1, max_length=100)
+
+
+class EnvelopeOutcome(BaseModel):
+    id: str
+    status: Literal["stored", "duplicate", "refused"]
+    error: ErrorDetail | None = Field(default=None, description="why this envelope was refused")
+
+
+class EnvelopeBatchResult(BaseModel):
+    results: list[EnvelopeOutcome] = Field(description="one per envelope, in the order sent")
+
+
 class EnvelopeAccepted(BaseModel):
     id: str
     status: Literal["stored", "duplicate"]

@@ -6,7 +6,16 @@ from collections.abc import Iterable
 
 # Newest first. A node speaks every version listed here.
 PROTOCOL_VERSIONS: tuple[str, ...] = ("1",)
-FEATURES: tuple[str, ...] = ("envelopes", "receipts", "relay", "presence")
+FEATURES: tuple[str, ...] = (
+    "envelopes",
+    "envelope-batch",  # POST /federation/v1/envelopes; without it, peers send one PUT per envelope
+    "receipts",
+    "relay",
+    "presence",
+    "profiles",
+    "files",
+)
+BATCH_FEATURE = "envelope-batch"
 
 
 class NoCommonVersion(Exception):

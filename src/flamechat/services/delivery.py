@@ -1,11 +1,16 @@
 """The outbox worker: deliver sealed envelopes, retrying with backoff.
 
 Rules:
-* Envelopes between one sender and one recipient leave in the order they
-  were queued: only the oldest queued envelope of each pair is in flight.
-* Pairs are independent, so a slow or dead peer delays only its own pairs;
-  at most ``concurrency`` deliveries run at once, each with a timeout set
-  by the peer client.
+* Envelopes go to each recipient node in batches (up to ``max_batch``
+  envelopes, ``max_batch_bytes`` of them), oldest first, one batch per
+  node in flight: the receiving node stores a batch in one transaction,
+  so a burst of messages costs one round trip and one fsync on each side,
+  and envelopes between two people still leave in the order they were
+  queued. (Conversations are shown in the sender's order whatever the
+  arrival order, since retries and relays can reorder arrivals anyway.)
+* Nodes are independent, so a slow or dead peer delays only its own
+  envelopes; at most ``concurrency`` batches run at once, each with a
+  timeout set by the peer client.
 * Transient failures (unreachable, timeout, 5xx) are retried after
   ``min(max_delay, base_delay * 2**attempts)``, scaled by a random factor in
   [0.5, 1.0] (jitter). Refusals (4xx) and expiry fail the message visibly.
@@ -21,7 +26,9 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from flamechat.protocol import errors
 from flamechat.services.clock import Clock, ms
@@ -31,7 +38,7 @@ from flamechat.services.ports import PeerPort, TransportError
 from flamechat.services.relay import RelayService
 from flamechat.storage import node_messages
 from flamechat.storage.database import Database
-from flamechat.storage.records import OutboxItem
+from flamechat.storage.records import KnownUser, OutboxItem
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,12 @@ def backoff_delay(
     """Seconds to wait before attempt ``attempts + 1`` (``attempts`` >= 1)."""
     raw = min(cap, base * 2.0 ** min(max(0, attempts - 1), 64))  # 2.0**1024 would overflow
     return float(raw * (0.5 + rng() / 2))
+
+
+MAX_BATCH = 100
+MAX_BATCH_BYTES = 384 * 1024
+# Refusals of one envelope in a batch that are worth retrying later.
+TRANSIENT_CODES = frozenset({"directory_unavailable", "unavailable", "peer_unavailable", "rate_limited"})
 
 
 class DeliveryWorker:
@@ -59,6 +72,7 @@ class DeliveryWorker:
         concurrency: int = 32,
         base_delay: float = 0.5,
         max_delay: float = 300.0,
+        max_batch: int = MAX_BATCH,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.db = db
@@ -72,9 +86,11 @@ class DeliveryWorker:
         self.concurrency = concurrency
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self.max_batch = max_batch
         self.rng = rng
         self._wake = asyncio.Event()
-        self._inflight: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._inflight: dict[str, asyncio.Task[None]] = {}  # by destination node
+        self._busy: set[int] = set()  # outbox seqs in flight
 
     def wake(self) -> None:
         self._wake.set()
@@ -91,27 +107,66 @@ class DeliveryWorker:
             self._wake.clear()
 
     async def dispatch(self) -> int:
-        """Start deliveries for due pair heads; return how many started."""
+        """Start a batch for every destination with due envelopes and none in flight."""
         free = self.concurrency - len(self._inflight)
         if free <= 0:
             return 0
+        now = ms(self.clock)
         async with self.db.read() as conn:
-            heads = await node_messages.due_heads(conn, ms(self.clock), limit=free + len(self._inflight))
-        started = 0
-        for item in heads:
-            pair = (item.sender, item.recipient)
-            if pair in self._inflight or started >= free:
+            due = await node_messages.due(
+                conn, now, limit=self.max_batch * 4, skip=self._busy if len(self._busy) < 1000 else None
+            )
+        batches: dict[str, _Batch] = {}
+        users: dict[str, KnownUser] = {}
+        expired: list[OutboxItem] = []
+        retry: list[tuple[OutboxItem, str]] = []
+        refused: list[tuple[OutboxItem, str]] = []
+        for item in due:
+            if item.seq in self._busy:
                 continue
-            task = asyncio.create_task(self._deliver(item))
-            self._inflight[pair] = task
-            task.add_done_callback(self._done_callback(pair))
-            started += 1
-        return started
+            if item.expires_at <= now:
+                expired.append(item)
+                continue
+            try:
+                user = users.get(item.recipient) or await self.directory.resolve(item.recipient, max_age=3600)
+                users[item.recipient] = user
+            except errors.DirectoryUnavailable as exc:
+                retry.append((item, exc.message))
+                continue
+            except errors.FlameError as exc:
+                refused.append((item, f"{exc.code}: {exc.message}"))
+                continue
+            destination = user.home_node or f"?{item.recipient}"
+            if destination in self._inflight:
+                continue
+            batch = batches.get(destination)
+            if batch is None:
+                if len(batches) >= free:
+                    continue
+                batch = batches[destination] = _Batch(user)
+            if len(batch.items) < self.max_batch and (
+                not batch.items or batch.size + len(item.payload) <= MAX_BATCH_BYTES
+            ):
+                batch.items.append(item)
+                batch.size += len(item.payload)
+        if expired or retry or refused:
+            await self._settle(
+                retry=retry,
+                failed=[(i, "expired: the recipient's node could not be reached in time") for i in expired]
+                + refused,
+            )
+        for destination, batch in batches.items():
+            self._busy.update(i.seq for i in batch.items)
+            task = asyncio.create_task(self._deliver(batch))
+            self._inflight[destination] = task
+            task.add_done_callback(self._done_callback(destination, batch))
+        return len(batches)
 
-    def _done_callback(self, pair: tuple[str, str]) -> Callable[[asyncio.Task[None]], None]:
+    def _done_callback(self, destination: str, batch: _Batch) -> Callable[[asyncio.Task[None]], None]:
         def done(_task: asyncio.Task[None]) -> None:
-            self._inflight.pop(pair, None)
-            self._wake.set()  # the pair's next envelope may go now
+            self._inflight.pop(destination, None)
+            self._busy.difference_update(i.seq for i in batch.items)
+            self._wake.set()  # the destination's next envelopes may go now
 
         return done
 
@@ -124,41 +179,60 @@ class DeliveryWorker:
             elif not started:
                 return
 
-    async def _deliver(self, item: OutboxItem) -> None:
-        now = ms(self.clock)
-        if item.expires_at <= now:
-            await self._fail(item, "expired: the recipient's node could not be reached in time")
-            return
-        payload = json.loads(item.payload)
-        home: str | None = None
+    async def _deliver(self, batch: _Batch) -> None:
+        items, user = batch.items, batch.user
+        payloads = [json.loads(item.payload) for item in items]
         try:
-            user = await self.directory.resolve(item.recipient, max_age=3600)
-            home = user.home_node
-            if home == self.node_id:
-                await self.messaging.receive(self.node_id, payload)
+            if user.home_node == self.node_id:
+                outcomes = [o.to_wire() for o in await self.messaging.receive_batch(self.node_id, payloads)]
             elif user.node_url is None:
                 raise TransportError("recipient has no known node", transient=True)
             else:
-                await self.peers.deliver(user.node_url, payload)
+                outcomes = await self.peers.deliver_batch(user.node_url, payloads)
         except TransportError as exc:
             if exc.transient:
-                if await self._try_relay(item, home, payload):
-                    return
-                await self._retry(item, str(exc))
+                await self._unreachable(items, user.home_node, payloads, str(exc))
             else:
-                await self._fail(item, f"refused by the recipient's node: {exc.code or exc}")
+                reason = f"refused by the recipient's node: {exc.code or exc}"
+                await self._settle(failed=[(item, reason) for item in items])
             return
         except errors.DirectoryUnavailable as exc:
-            await self._retry(item, str(exc))
+            await self._settle(retry=[(item, exc.message) for item in items])
             return
         except errors.FlameError as exc:
-            await self._fail(item, f"{exc.code}: {exc.message}")
+            await self._settle(failed=[(item, f"{exc.code}: {exc.message}") for item in items])
             return
-        async with self.db.write() as conn:
-            await node_messages.remove(conn, item.seq)
-        await self.messaging.set_state(item.sender, item.envelope_id, "sent")
+        by_id = {o.get("id"): o for o in outcomes if isinstance(o, dict)}
+        done: list[OutboxItem] = []
+        retry: list[tuple[OutboxItem, str]] = []
+        failed: list[tuple[OutboxItem, str]] = []
+        for item in items:
+            outcome = by_id.get(item.envelope_id)
+            error = outcome.get("error") if outcome is not None else {"code": "unavailable"}
+            if not error:
+                done.append(item)
+                continue
+            code = error.get("code") if isinstance(error, dict) else None
+            if code in TRANSIENT_CODES:
+                retry.append((item, f"the recipient's node answered {code}"))
+            else:
+                failed.append((item, f"refused by the recipient's node: {code}"))
+        await self._settle(done=done, retry=retry, failed=failed)
 
-    async def _try_relay(self, item: OutboxItem, home: str | None, payload: dict[str, object]) -> bool:
+    async def _unreachable(
+        self, items: list[OutboxItem], home: str | None, payloads: list[dict[str, Any]], error: str
+    ) -> None:
+        """The recipient's node did not answer: a relay takes what waited long enough."""
+        relayed: list[OutboxItem] = []
+        retry: list[tuple[OutboxItem, str]] = []
+        for item, payload in zip(items, payloads, strict=True):
+            if await self._try_relay(item, home, payload):
+                relayed.append(item)
+            else:
+                retry.append((item, error))
+        await self._settle(done=relayed, retry=retry)
+
+    async def _try_relay(self, item: OutboxItem, home: str | None, payload: dict[str, Any]) -> bool:
         waited = (ms(self.clock) - item.created_at) / 1000
         if self.relay is None or home is None or home == self.node_id or waited < self.relay_after:
             return False
@@ -166,28 +240,44 @@ class DeliveryWorker:
         if relay_id is None:
             return False
         log.info("deposited %s for %s at relay %s", item.envelope_id, item.recipient, relay_id)
-        async with self.db.write() as conn:
-            await node_messages.remove(conn, item.seq)
-        await self.messaging.set_state(item.sender, item.envelope_id, "sent")
         return True
 
-    async def _retry(self, item: OutboxItem, error: str) -> None:
-        attempts = item.attempts + 1
-        delay = backoff_delay(attempts, base=self.base_delay, cap=self.max_delay, rng=self.rng)
-        log.info(
-            "delivery of %s to %s failed (%s); retry in %.1fs", item.envelope_id, item.recipient, error, delay
-        )
+    async def _settle(
+        self,
+        *,
+        done: Sequence[OutboxItem] = (),
+        retry: Sequence[tuple[OutboxItem, str]] = (),
+        failed: Sequence[tuple[OutboxItem, str]] = (),
+    ) -> None:
+        """Record a batch's results in one transaction, then tell the senders' pages."""
+        now = ms(self.clock)
         async with self.db.write() as conn:
-            await node_messages.reschedule(
-                conn,
-                item.seq,
-                attempts=attempts,
-                next_attempt_at=ms(self.clock) + int(delay * 1000),
-                error=error,
-            )
+            await node_messages.remove_many(conn, [i.seq for i in done] + [i.seq for i, _e in failed])
+            for item, error in retry:
+                attempts = item.attempts + 1
+                delay = backoff_delay(attempts, base=self.base_delay, cap=self.max_delay, rng=self.rng)
+                log.info(
+                    "delivery of %s to %s failed (%s); retry in %.1fs",
+                    item.envelope_id,
+                    item.recipient,
+                    error,
+                    delay,
+                )
+                await node_messages.reschedule(
+                    conn, item.seq, attempts=attempts, next_attempt_at=now + int(delay * 1000), error=error
+                )
+        by_sender: dict[str, list[str]] = {}
+        for item in done:
+            by_sender.setdefault(item.sender, []).append(item.envelope_id)
+        for sender, ids in by_sender.items():
+            await self.messaging.set_states(sender, ids, "sent")
+        for item, error in failed:
+            log.warning("giving up on %s to %s: %s", item.envelope_id, item.recipient, error)
+            await self.messaging.set_state(item.sender, item.envelope_id, "failed", error)
 
-    async def _fail(self, item: OutboxItem, error: str) -> None:
-        log.warning("giving up on %s to %s: %s", item.envelope_id, item.recipient, error)
-        async with self.db.write() as conn:
-            await node_messages.remove(conn, item.seq)
-        await self.messaging.set_state(item.sender, item.envelope_id, "failed", error)
+
+@dataclass
+class _Batch:
+    user: KnownUser
+    items: list[OutboxItem] = field(default_factory=list)
+    size: int = 0

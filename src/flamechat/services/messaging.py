@@ -17,6 +17,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from flamechat.crypto import (
@@ -60,6 +61,63 @@ class KindHandler(Protocol):
 
     def after_commit(self, opened: OpenedEnvelope) -> None:
         """Called once the message is durable (wake a worker)."""
+
+
+def behind(state: str) -> tuple[str, ...]:
+    """The states a message may move to ``state`` from: only forwards; "failed" from any
+    state short of delivered (a refusal after a relay took it cannot undo "sent")."""
+    if state == "failed":
+        return ("pending", "sent")
+    return tuple(s for s, rank in STATE_RANK.items() if rank < STATE_RANK[state])
+
+
+def _state_event(record: MessageRecord) -> dict[str, Any]:
+    return {
+        "type": "message_state",
+        "id": record.id,
+        "conversation": record.peer,
+        "state": record.state,
+        "error": record.error,
+    }
+
+
+def _wire_id(wire: Any) -> str:
+    value = wire.get("id") if isinstance(wire, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one envelope of a batch."""
+
+    id: str
+    status: Literal["stored", "duplicate", "refused"]
+    error: errors.FlameError | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {"id": self.id, "status": self.status}
+        if self.error is not None:
+            answer["error"] = self.error.to_body()["error"]
+        return answer
+
+
+@dataclass(frozen=True)
+class _Examined:
+    """An envelope that passed every check; ``opened`` is None while its recipient is logged out."""
+
+    envelope: SealedEnvelope | None
+    wire: dict[str, Any]
+    sender: KnownUser
+    keys: UserKeys | None
+    opened: OpenedEnvelope | None
+
+
+@dataclass
+class _BatchLookups:
+    """Lookups shared by the envelopes of one batch (most share sender and recipient)."""
+
+    hosted: dict[str, bool] = field(default_factory=dict)
+    senders: dict[str, KnownUser] = field(default_factory=dict)
 
 
 class UserBlocked(errors.Conflict):
@@ -291,24 +349,18 @@ class MessagingService:
         return rows, next_cursor, newer_cursor
 
     async def set_state(self, owner: str, message_id: str, state: str, error: str | None = None) -> None:
+        await self.set_states(owner, [message_id], state, error)
+
+    async def set_states(
+        self, owner: str, message_ids: list[str], state: str, error: str | None = None
+    ) -> None:
+        """Move ``owner``'s messages to ``state``, never backwards (a late "sent" after "read")."""
         async with self.db.write() as conn:
-            current = await node_messages.find_message(conn, owner, message_id)
-            if current is None or (
-                state != "failed" and STATE_RANK[state] <= STATE_RANK.get(current.state, 0)
-            ):
-                return  # unknown, or would move backwards (a late "sent" after "read")
-            record = await node_messages.set_state(conn, owner, message_id, state, error)
-        if record is not None:
-            self.events.publish(
-                owner,
-                {
-                    "type": "message_state",
-                    "id": message_id,
-                    "conversation": record.peer,
-                    "state": state,
-                    "error": error,
-                },
+            changed = await node_messages.advance_states(
+                conn, owner, message_ids, state, behind(state), error=error
             )
+        for record in changed:
+            self.events.publish(owner, _state_event(record))
 
     # --- reading ---------------------------------------------------------------------
 
@@ -347,46 +399,160 @@ class MessagingService:
     async def receive(
         self, from_node: str, wire: dict[str, Any], *, relayed: bool = False
     ) -> Literal["stored", "duplicate"]:
-        """Accept an envelope from ``from_node`` (its home node, or a relay)."""
+        """Accept one envelope from ``from_node`` (its home node, or a relay); raise if refused."""
+        (outcome,) = await self.receive_batch(from_node, [wire], relayed=relayed)
+        if outcome.error is not None:
+            raise outcome.error
+        return "duplicate" if outcome.status == "duplicate" else "stored"
+
+    async def receive_batch(
+        self, from_node: str, wires: list[dict[str, Any]], *, relayed: bool = False
+    ) -> list[Outcome]:
+        """Accept envelopes from ``from_node``, each checked on its own, stored together.
+
+        Every envelope is verified (and opened, when its recipient's keys are
+        unlocked) before anything is written; then everything accepted is
+        stored, with one delivery receipt per sender and recipient, in one
+        transaction. A refused envelope refuses only itself.
+        """
+        outcomes: list[Outcome] = [Outcome(_wire_id(w), "refused") for w in wires]
+        ready: list[tuple[int, _Examined]] = []
+        seen = _BatchLookups()
+        for index, wire in enumerate(wires):
+            try:
+                examined = await self._examine(from_node, wire, relayed, seen)
+            except errors.FlameError as exc:
+                outcomes[index] = Outcome(outcomes[index].id, "refused", exc)
+                continue
+            if examined is None:  # dropped without a trace: to the sender it was stored
+                outcomes[index] = Outcome(outcomes[index].id, "stored")
+            else:
+                ready.append((index, examined))
+        if ready:
+            await self._store(ready, outcomes)
+        return outcomes
+
+    async def _examine(
+        self, from_node: str, wire: dict[str, Any], relayed: bool, seen: _BatchLookups
+    ) -> _Examined | None:
+        """Check one envelope without writing anything; ``None`` if its recipient drops it."""
         try:
             envelope = SealedEnvelope.from_wire(wire)
         except CryptoError as exc:
             raise errors.InvalidRequest(str(exc), field="envelope") from exc
-        async with self.db.read() as conn:
-            hosted = await node_accounts.get_account(conn, envelope.recipient)
-        if hosted is None:
+        if envelope.recipient not in seen.hosted:
+            async with self.db.read() as conn:
+                seen.hosted[envelope.recipient] = (
+                    await node_accounts.get_account(conn, envelope.recipient) is not None
+                )
+        if not seen.hosted[envelope.recipient]:
             raise errors.UnknownUser(f"{envelope.recipient!r} does not live on this node")
         if await self.blocks.drops(envelope.recipient, envelope.sender):
-            # Dropped without a trace, and the sender is not told: to them it was stored.
-            return "stored"
-        sender = await self._check_origin(
-            envelope, await self.directory.resolve(envelope.sender), None if relayed else from_node
-        )
-
+            return None
+        sender = seen.senders.get(envelope.sender)
+        if sender is None:
+            sender = await self.directory.resolve(envelope.sender)
+        sender = await self._check_origin(envelope, sender, None if relayed else from_node)
+        seen.senders[envelope.sender] = sender
         keys = self.keyring.get(envelope.recipient)
         if keys is None:
-            async with self.db.write() as conn:
-                if await node_messages.find_message(conn, envelope.recipient, envelope.id):
-                    return "duplicate"
-                held = await node_messages.hold(
-                    conn,
-                    recipient=envelope.recipient,
-                    envelope_id=envelope.id,
-                    sender=envelope.sender,
-                    payload=json.dumps(wire),
-                    now=ms(self.clock),
-                )
-            if held and self.keyring.get(envelope.recipient) is not None:
-                # The keys were unlocked while we held it, after the unlock opened
-                # what was held then: open it now rather than at the next login.
-                await self.open_held(envelope.recipient)
-            return "stored" if held else "duplicate"
+            return _Examined(envelope, wire, sender, None, None)
         assert sender.sign_key is not None
         try:
             opened = open_envelope(envelope, recipient_keys=keys, sender_sign_key=sender.sign_key)
         except CryptoError as exc:
             raise errors.EnvelopeRejected(f"envelope does not open: {exc}") from exc
-        return "stored" if await self._accept(opened, keys, sender) else "duplicate"
+        return _Examined(envelope, wire, sender, keys, opened)
+
+    async def _store(self, ready: list[tuple[int, _Examined]], outcomes: list[Outcome]) -> None:
+        now = ms(self.clock)
+        events: list[tuple[str, dict[str, Any]]] = []
+        after: list[tuple[KindHandler, OpenedEnvelope]] = []
+        held_for: set[str] = set()
+        to_receipt: dict[tuple[str, str], tuple[UserKeys, KnownUser, list[str]]] = {}
+        async with self.db.write() as conn:
+            for index, item in ready:
+                envelope, opened = item.envelope, item.opened
+                if opened is None:  # the recipient is logged out: keep it sealed until they log in
+                    assert envelope is not None
+                    stored = not await node_messages.find_message(conn, envelope.recipient, envelope.id)
+                    stored = stored and await node_messages.hold(
+                        conn,
+                        recipient=envelope.recipient,
+                        envelope_id=envelope.id,
+                        sender=envelope.sender,
+                        payload=json.dumps(item.wire),
+                        now=now,
+                    )
+                    held_for.add(envelope.recipient)
+                elif opened.kind == "receipt":
+                    events += await self._apply_receipt(conn, opened)
+                    stored = True
+                else:
+                    record = await self._store_opened(conn, opened, now, after)
+                    stored = record is not None
+                    if record is not None:
+                        events.append(
+                            (opened.recipient, {"type": "message", "message": message_view(record)})
+                        )
+                        if item.sender.box_key is not None and item.keys is not None:
+                            key = (opened.recipient, opened.sender)
+                            to_receipt.setdefault(key, (item.keys, item.sender, []))[2].append(opened.id)
+                outcomes[index] = Outcome(outcomes[index].id, "stored" if stored else "duplicate")
+            for (recipient, _sender), (keys, sender, ids) in to_receipt.items():
+                for start in range(0, len(ids), MAX_RECEIPT_IDS):
+                    chunk = ids[start : start + MAX_RECEIPT_IDS]
+                    receipt = self._seal(
+                        keys,
+                        recipient,
+                        sender,
+                        receipt_id("delivered", recipient, chunk),
+                        now,
+                        "receipt",
+                        {"status": "delivered", "message_ids": chunk},
+                    )
+                    await self._enqueue(conn, receipt, now)
+        for handler, opened in after:
+            handler.after_commit(opened)
+        for owner, event in events:
+            self.events.publish(owner, event)
+        if to_receipt:
+            self._wake()
+        for username in held_for:
+            if self.keyring.get(username) is not None:
+                # The keys were unlocked while we held it, after the unlock opened
+                # what was held then: open it now rather than at the next login.
+                await self.open_held(username)
+
+    async def _store_opened(
+        self, conn: Any, opened: OpenedEnvelope, now: int, after: list[tuple[KindHandler, OpenedEnvelope]]
+    ) -> MessageRecord | None:
+        """Store a message (or file) envelope; ``None`` if it was here already or is not one."""
+        handler = self._kinds.get(opened.kind)
+        text = opened.body.get("text") if opened.kind == "message" else None
+        if handler is not None:
+            text = handler.history_text(opened)
+        if not isinstance(text, str):
+            log.info("ignoring envelope %s of kind %s", opened.id, opened.kind)
+            return None
+        record = await node_messages.add_message(
+            conn,
+            owner=opened.recipient,
+            peer=opened.sender,
+            message_id=opened.id,
+            direction="in",
+            sender=opened.sender,
+            recipient=opened.recipient,
+            body=text,
+            sent_at=opened.sent_at,
+            state="delivered",
+            now=now,
+            kind="text" if opened.kind == "message" else opened.kind,
+        )
+        if record is not None and handler is not None:
+            await handler.stored(conn, opened, now)
+            after.append((handler, opened))
+        return record
 
     async def _check_origin(
         self, envelope: SealedEnvelope, sender: KnownUser, from_node: str | None = None
@@ -412,69 +578,24 @@ class MessagingService:
         raise errors.EnvelopeRejected("the sender's signature does not verify")
 
     async def _accept(self, opened: OpenedEnvelope, keys: UserKeys, sender: KnownUser) -> bool:
-        if opened.kind == "receipt":
-            await self._apply_receipt(opened)
-            return True
-        handler = self._kinds.get(opened.kind)
-        text = opened.body.get("text") if opened.kind == "message" else None
-        if handler is not None:
-            text = handler.history_text(opened)
-        if not isinstance(text, str):
-            log.info("ignoring envelope %s of kind %s", opened.id, opened.kind)
-            return False
-        now = ms(self.clock)
-        receipt = None
-        if sender.box_key is not None:
-            receipt = self._seal(
-                keys,
-                opened.recipient,
-                sender,
-                receipt_id("delivered", opened.recipient, [opened.id]),
-                now,
-                "receipt",
-                {"status": "delivered", "message_ids": [opened.id]},
-            )
-        async with self.db.write() as conn:
-            record = await node_messages.add_message(
-                conn,
-                owner=opened.recipient,
-                peer=opened.sender,
-                message_id=opened.id,
-                direction="in",
-                sender=opened.sender,
-                recipient=opened.recipient,
-                body=text,
-                sent_at=opened.sent_at,
-                state="delivered",
-                now=now,
-                kind="text" if opened.kind == "message" else opened.kind,
-            )
-            if record is not None and handler is not None:
-                await handler.stored(conn, opened, now)
-            if record is not None and receipt is not None:
-                await self._enqueue(conn, receipt, now)
-        if record is None:
-            return False
-        if handler is not None:
-            handler.after_commit(opened)
-        self.events.publish(opened.recipient, {"type": "message", "message": message_view(record)})
-        self._wake()
-        return True
+        """Store one opened envelope (a held one, opened at login)."""
+        outcomes = [Outcome(opened.id, "refused")]
+        await self._store([(0, _Examined(None, {}, sender, keys, opened))], outcomes)
+        return outcomes[0].status == "stored"
 
-    async def _apply_receipt(self, opened: OpenedEnvelope) -> None:
+    async def _apply_receipt(self, conn: Any, opened: OpenedEnvelope) -> list[tuple[str, dict[str, Any]]]:
+        """Move the receipted messages' states forward (in the caller's transaction)."""
         status = opened.body.get("status")
         ids = opened.body.get("message_ids")
         if status not in ("delivered", "read") or not isinstance(ids, list):
             log.info("ignoring malformed receipt %s", opened.id)
-            return
-        for message_id in ids[:MAX_RECEIPT_IDS]:
-            if not isinstance(message_id, str):
-                continue
-            async with self.db.read() as conn:
-                message = await node_messages.find_message(conn, opened.recipient, message_id)
-            # Only the message's recipient can vouch for it.
-            if message is not None and message.direction == "out" and message.peer == opened.sender:
-                await self.set_state(opened.recipient, message_id, str(status))
+            return []
+        wanted = [i for i in ids[:MAX_RECEIPT_IDS] if isinstance(i, str)]
+        # Only the message's recipient can vouch for it: outgoing messages to the receipt's sender.
+        changed = await node_messages.advance_states(
+            conn, opened.recipient, wanted, str(status), behind(str(status)), peer=opened.sender
+        )
+        return [(opened.recipient, _state_event(record)) for record in changed]
 
     async def open_held(self, username: str) -> int:
         """Open the envelopes that arrived while ``username`` was logged out."""

@@ -61,6 +61,12 @@ class PeerPort(Protocol):
 
     async def deliver(self, node_url: str, envelope: dict[str, Any]) -> dict[str, Any]: ...
 
+    async def deliver_batch(self, node_url: str, envelopes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One outcome per envelope: ``{"id", "status"}`` or ``{"id", "status", "error"}``.
+
+        Raises TransportError when the node could not be asked at all."""
+        ...
+
     async def deposit(
         self, relay_url: str, recipient_node: str, envelope: dict[str, Any]
     ) -> dict[str, Any]: ...

@@ -187,14 +187,15 @@ class RelayService:
             if not items:
                 break
             done: list[int] = []
-            for item in items:
-                try:
-                    status = await self.messaging.receive(relay.node_id, item["envelope"], relayed=True)
-                    stored += status == "stored"
-                except errors.DirectoryUnavailable:
+            outcomes = await self.messaging.receive_batch(
+                relay.node_id, [item["envelope"] for item in items], relayed=True
+            )
+            for item, outcome in zip(items, outcomes, strict=True):
+                if isinstance(outcome.error, errors.DirectoryUnavailable):
                     break  # cannot check it now; leave it (and the rest) at the relay
-                except errors.FlameError as exc:
-                    log.warning("dropping relayed envelope from %s: %s", relay.node_id, exc.message)
+                if outcome.error is not None:
+                    log.warning("dropping relayed envelope from %s: %s", relay.node_id, outcome.error.message)
+                stored += outcome.status == "stored"
                 done.append(int(item["seq"]))
             if done:
                 await self.peers.ack_relayed(relay.url, done)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from collections.abc import Collection
+
+from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flamechat.storage.node_schema import inbox, messages, outbox
 from flamechat.storage.records import InboxItem, MessageRecord, OutboxItem
+
+
+def insert_ignore(conn: AsyncConnection, table: Table) -> sqlite.Insert | postgresql.Insert:
+    """INSERT that does nothing when a unique key already holds the row (one statement)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def message_record(row: object) -> MessageRecord:
@@ -51,35 +60,65 @@ async def add_message(
     kind: str = "text",
 ) -> MessageRecord | None:
     """Insert a message; ``None`` if (owner, id) is already stored (idempotent)."""
-    if await find_message(conn, owner, message_id) is not None:
-        return None
-    await conn.execute(
-        insert(messages).values(
-            owner=owner,
-            peer=peer,
-            id=message_id,
-            direction=direction,
-            sender=sender,
-            recipient=recipient,
-            body=body,
-            sent_at=sent_at,
-            stored_at=now,
-            state=state,
-            kind=kind,
+    row = (
+        await conn.execute(
+            insert_ignore(conn, messages)
+            .values(
+                owner=owner,
+                peer=peer,
+                id=message_id,
+                direction=direction,
+                sender=sender,
+                recipient=recipient,
+                body=body,
+                sent_at=sent_at,
+                stored_at=now,
+                state=state,
+                kind=kind,
+            )
+            .returning(*messages.c)
         )
-    )
-    return await find_message(conn, owner, message_id)
+    ).first()
+    return None if row is None else message_record(row)
 
 
 async def set_state(
     conn: AsyncConnection, owner: str, message_id: str, state: str, error: str | None = None
 ) -> MessageRecord | None:
-    await conn.execute(
-        update(messages)
-        .where(messages.c.owner == owner, messages.c.id == message_id)
-        .values(state=state, error=error)
+    row = (
+        await conn.execute(
+            update(messages)
+            .where(messages.c.owner == owner, messages.c.id == message_id)
+            .values(state=state, error=error)
+            .returning(*messages.c)
+        )
+    ).first()
+    return None if row is None else message_record(row)
+
+
+async def advance_states(
+    conn: AsyncConnection,
+    owner: str,
+    message_ids: list[str],
+    state: str,
+    from_states: tuple[str, ...],
+    *,
+    peer: str | None = None,
+    error: str | None = None,
+) -> list[MessageRecord]:
+    """Set ``state`` on those of ``owner``'s messages now in one of ``from_states``
+    (and, with ``peer``, outgoing to ``peer``); the rows that changed."""
+    if not message_ids or not from_states:
+        return []
+    query = update(messages).where(
+        messages.c.owner == owner,
+        messages.c.id.in_(message_ids),
+        messages.c.state.in_(from_states),
     )
-    return await find_message(conn, owner, message_id)
+    if peer is not None:
+        query = query.where(messages.c.peer == peer, messages.c.direction == "out")
+    rows = await conn.execute(query.values(state=state, error=error).returning(*messages.c))
+    return [message_record(r) for r in rows.all()]
 
 
 async def page(
@@ -149,22 +188,19 @@ async def enqueue(
     now: int,
     expires_at: int,
 ) -> None:
-    try:
-        async with conn.begin_nested():
-            await conn.execute(
-                insert(outbox).values(
-                    envelope_id=envelope_id,
-                    sender=sender,
-                    recipient=recipient,
-                    payload=payload,
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                    expires_at=expires_at,
-                )
-            )
-    except IntegrityError:
-        pass  # already queued: retries never duplicate
+    # Already queued: retries never duplicate.
+    await conn.execute(
+        insert_ignore(conn, outbox).values(
+            envelope_id=envelope_id,
+            sender=sender,
+            recipient=recipient,
+            payload=payload,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
 
 
 def _outbox(row: object) -> OutboxItem:
@@ -182,10 +218,29 @@ def _outbox(row: object) -> OutboxItem:
     )
 
 
-async def due(conn: AsyncConnection, now: int, limit: int) -> list[OutboxItem]:
-    rows = await conn.execute(
-        select(outbox).where(outbox.c.next_attempt_at <= now).order_by(outbox.c.seq).limit(limit)
+async def due(
+    conn: AsyncConnection, now: int, limit: int, *, skip: Collection[int] | None = None
+) -> list[OutboxItem]:
+    """The oldest ``limit`` envelopes due now, leaving out the ``skip`` seqs (in flight).
+
+    Head of line per (sender, recipient): an envelope waits while an older one
+    of its pair is scheduled for later, so each pair leaves in queue order.
+    """
+    earlier = outbox.alias("earlier")
+    blocked = (
+        select(earlier.c.seq)
+        .where(
+            earlier.c.sender == outbox.c.sender,
+            earlier.c.recipient == outbox.c.recipient,
+            earlier.c.seq < outbox.c.seq,
+            earlier.c.next_attempt_at > now,
+        )
+        .exists()
     )
+    query = select(outbox).where(outbox.c.next_attempt_at <= now, ~blocked)
+    if skip:
+        query = query.where(outbox.c.seq.not_in(list(skip)))
+    rows = await conn.execute(query.order_by(outbox.c.seq).limit(limit))
     return [_outbox(r) for r in rows.all()]
 
 
@@ -218,6 +273,11 @@ async def reschedule(
 
 async def remove(conn: AsyncConnection, seq: int) -> None:
     await conn.execute(delete(outbox).where(outbox.c.seq == seq))
+
+
+async def remove_many(conn: AsyncConnection, seqs: list[int]) -> None:
+    if seqs:
+        await conn.execute(delete(outbox).where(outbox.c.seq.in_(seqs)))
 
 
 async def outbox_size(conn: AsyncConnection) -> int:

@@ -241,3 +241,4 @@ Index("ix_relay_recipient_node", relay_store.c.recipient_node, relay_store.c.seq
 Index("ix_messages_order", messages.c.owner, messages.c.peer, messages.c.sent_at, messages.c.seq)
 Index("ix_messages_conversation", messages.c.owner, messages.c.peer, messages.c.seq)
 Index("ix_outbox_due", outbox.c.next_attempt_at)
+Index("ix_outbox_pair", outbox.c.sender, outbox.c.recipient, outbox.c.seq)
