@@ -14,8 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from flamechat import __version__
@@ -25,6 +24,7 @@ from flamechat.federation.blobs import blobs_router
 from flamechat.federation.client import HttpDirectory, HttpPeers, SignedClient
 from flamechat.federation.routes import federation_router
 from flamechat.httpapi.errors import install_error_handlers
+from flamechat.httpapi.headers import SecurityHeaders
 from flamechat.httpapi.limits import BodySizeLimit
 from flamechat.httpapi.signed import RequestVerifier
 from flamechat.keyfile import load_or_create_key
@@ -334,16 +334,7 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "node_id": node.key.node_id}
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: object) -> Response:
-        response: Response = await call_next(request)  # type: ignore[operator]
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if response.headers.get("content-type", "").startswith("text/html"):
-            response.headers.setdefault("Content-Security-Policy", CSP)
-            response.headers.setdefault("X-Frame-Options", "DENY")
-        return response
-
+    app.add_middleware(SecurityHeaders, csp=CSP)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_request_bytes,

@@ -62,6 +62,10 @@ class LoginResult:
     directory_online: bool
 
 
+SESSION_MEMORY = 10_000  # sessions remembered at most
+SESSION_MEMORY_MS = 10_000  # for at most this long
+
+
 class AccountService:
     def __init__(
         self,
@@ -84,6 +88,10 @@ class AccountService:
         self.kdf = kdf
         self.session_ttl = session_ttl
         self._on_unlock: list[Callable[[str], Awaitable[None]]] = []
+        # Sessions checked in the last few seconds, so that a busy page's requests
+        # do not each read the session table. Logout forgets at once; a session
+        # deleted by another process (node-admin) lives here at most that long.
+        self._sessions: dict[str, tuple[int, SessionRecord]] = {}
 
     def on_unlock(self, callback: Callable[[str], Awaitable[None]]) -> None:
         """Run ``callback(username)`` after a user's keys are unlocked at login."""
@@ -173,9 +181,19 @@ class AccountService:
     async def authenticate(self, token: str | None) -> Session:
         raw = _decode_token(token)
         lookup_id = session_lookup_id(raw)
-        async with self.db.read() as conn:
-            record = await node_accounts.get_session(conn, lookup_id, ms(self.clock))
+        now = ms(self.clock)
+        remembered = self._sessions.get(lookup_id)
+        if remembered is not None and remembered[0] > now and remembered[1].expires_at > now:
+            record: SessionRecord | None = remembered[1]
+        else:
+            async with self.db.read() as conn:
+                record = await node_accounts.get_session(conn, lookup_id, now)
+            if record is not None:
+                if len(self._sessions) >= SESSION_MEMORY:
+                    self._sessions.clear()  # bounded; it refills from the database
+                self._sessions[lookup_id] = (now + SESSION_MEMORY_MS, record)
         if record is None:
+            self._sessions.pop(lookup_id, None)
             raise errors.NotAuthenticated("log in first")
         if self.keyring.get(record.username) is None:
             # The node restarted (or locked the keys) while this session lived on in
@@ -191,6 +209,7 @@ class AccountService:
         return Session(record.username, record.csrf_token, record.lookup_id)
 
     async def logout(self, session: Session) -> None:
+        self._sessions.pop(session.lookup_id, None)
         async with self.db.write() as conn:
             await node_accounts.delete_session(conn, session.lookup_id)
             remaining = await node_accounts.count_sessions(conn, session.username, ms(self.clock))
@@ -200,6 +219,7 @@ class AccountService:
     async def expire_sessions(self) -> None:
         """Drop expired sessions and lock the keys of users left without one."""
         now = ms(self.clock)
+        self._sessions.clear()
         async with self.db.write() as conn:
             await node_accounts.delete_expired_sessions(conn, now)
             for username in self.keyring.unlocked():

@@ -27,28 +27,38 @@ class BlockService:
         self.clock = clock
         self._admin: set[tuple[str, str]] = set()
         self._admin_at = float("-inf")
+        # Users' block lists, read once: this service is their only writer, and
+        # every message sent or received asks them.
+        self._lists: dict[str, set[str]] | None = None
+
+    async def _blocks(self) -> dict[str, set[str]]:
+        if self._lists is None:
+            async with self.db.read() as conn:
+                self._lists = await node_social.all_blocks(conn)
+        return self._lists
 
     async def block(self, owner: str, username: str) -> None:
         if owner == username:
             raise errors.InvalidRequest("you cannot block yourself", field="username")
+        lists = await self._blocks()
         async with self.db.write() as conn:
             await node_social.block(conn, owner, username, ms(self.clock))
+        lists.setdefault(owner, set()).add(username)
 
     async def unblock(self, owner: str, username: str) -> None:
+        lists = await self._blocks()
         async with self.db.write() as conn:
             await node_social.unblock(conn, owner, username)
+        lists.get(owner, set()).discard(username)
 
     async def blocked_by(self, owner: str) -> list[str]:
-        async with self.db.read() as conn:
-            return await node_social.blocked_by(conn, owner)
+        return sorted((await self._blocks()).get(owner, ()))
 
     async def is_blocked(self, owner: str, username: str) -> bool:
-        async with self.db.read() as conn:
-            return await node_social.is_blocked(conn, owner, username)
+        return username in (await self._blocks()).get(owner, ())
 
     async def all_blocks(self) -> dict[str, set[str]]:
-        async with self.db.read() as conn:
-            return await node_social.all_blocks(conn)
+        return {owner: set(blocked) for owner, blocked in (await self._blocks()).items()}
 
     async def drops(self, recipient: str, sender: str) -> bool:
         """Should an envelope from ``sender`` to ``recipient`` be silently dropped?"""

@@ -41,6 +41,10 @@ _CODES: dict[str, type[errors.FlameError]] = {
 }
 
 
+MEMO_SECONDS = 5.0
+MEMO_SIZE = 10_000
+
+
 class DirectoryView:
     def __init__(
         self,
@@ -64,6 +68,12 @@ class DirectoryView:
         self.fresh_for = fresh_for
         self._down_until = 0.0
         self._relays_at = float("-inf")
+        # The rows of the node's cache read in the last few seconds: every
+        # message sent or received resolves its peer and every federation request
+        # its node. This view is the only writer of those rows and keeps both up
+        # to date; the time bound covers the operator's CLI editing the database.
+        self._users: dict[str, tuple[float, KnownUser]] = {}
+        self._nodes: dict[str, tuple[float, KnownNode]] = {}
 
     # --- reachability and the directory key ---------------------------------------
 
@@ -168,9 +178,14 @@ class DirectoryView:
 
     async def node(self, node_id: str) -> KnownNode | None:
         """A node's URL and key, from cache or a signed directory answer."""
+        now = self.clock.now()
+        memo = self._nodes.get(node_id)
+        if memo is not None and now - memo[0] < MEMO_SECONDS:
+            return memo[1]
         async with self.db.read() as conn:
             cached = await node_cache.get_node(conn, node_id)
         if cached is not None:
+            self._remember(self._nodes, node_id, (now, cached))
             return cached
         try:
             answer = await self._verified(NODE_PURPOSE, await self._call(lambda: self.port.get_node(node_id)))
@@ -187,6 +202,7 @@ class DirectoryView:
             return None
         async with self.db.write() as conn:
             await node_cache.put_node(conn, node, ms(self.clock))
+        self._remember(self._nodes, node_id, (self.clock.now(), node))
         return node
 
     # --- users -------------------------------------------------------------------------
@@ -233,8 +249,7 @@ class DirectoryView:
         the directory; the cache, of any age, when the directory is unreachable.
         """
         max_age = self.fresh_for if max_age is None else max_age
-        async with self.db.read() as conn:
-            cached = await node_cache.get_user(conn, username)
+        cached = await self._cached_user(username)
         complete = cached is not None and cached.sign_key is not None and cached.node_url is not None
         if cached is not None and complete and ms(self.clock) - cached.fetched_at <= max_age * 1000:
             return cached
@@ -284,11 +299,31 @@ class DirectoryView:
         if changed != user:
             await self._cache([changed])
 
+    async def _cached_user(self, username: str) -> KnownUser | None:
+        now = self.clock.now()
+        memo = self._users.get(username)
+        if memo is not None and now - memo[0] < MEMO_SECONDS:
+            return memo[1]
+        async with self.db.read() as conn:
+            cached = await node_cache.get_user(conn, username)
+        if cached is not None:
+            self._remember(self._users, username, (now, cached))
+        return cached
+
+    @staticmethod
+    def _remember(memo: dict[str, Any], key: str, value: Any) -> None:
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()  # bounded; it refills from the database
+        memo[key] = value
+
     async def _cache(self, users: list[KnownUser]) -> None:
         async with self.db.write() as conn:
             known = await node_cache.get_users(conn, (u.username for u in users))
             before = {u.username: _visible_state(u) for u in known}
             await node_cache.put_users(conn, users)
+        now = self.clock.now()
+        for user in users:
+            self._remember(self._users, user.username, (now, user))
         for user in users:
             if before.get(user.username) != _visible_state(user):
                 self.announce(user)

@@ -57,7 +57,7 @@ from flamechat.services.media import (
     sanitize_filename,
     sniff,
 )
-from flamechat.services.messaging import MessagingService
+from flamechat.services.messaging import AlreadyStored, MessagingService
 from flamechat.storage import node_files, node_messages
 from flamechat.storage.blob_store import BlobStore, check_blob_id
 from flamechat.storage.database import Database
@@ -351,9 +351,16 @@ class FileService:
             await node_files.grant(conn, blob_id, upload.peer, now=now)
             await node_files.delete_upload(conn, upload.owner, upload.id)
 
-        return await self.messaging.send_sealed(
-            upload.owner, upload.peer, upload.id, FILE_KIND, body, upload.name, also=also
-        )
+        try:
+            return await self.messaging.send_sealed(
+                upload.owner, upload.peer, upload.id, FILE_KIND, body, upload.name, also=also
+            )
+        except AlreadyStored:  # finished by an earlier request after all
+            async with self.db.read() as conn:
+                sent = await node_messages.find_message(conn, upload.owner, upload.id)
+            if sent is None or sent.kind != FILE_KIND:
+                raise errors.Conflict("this id is already used by another message", field="id") from None
+            return sent
 
     async def inspect(self, blob_id: str, key: bytes, size: int) -> tuple[str | None, bytes | None]:
         """(sniffed type, sealed thumbnail) of a stored blob, read through its decryption."""

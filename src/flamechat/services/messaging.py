@@ -120,6 +120,10 @@ class _BatchLookups:
     senders: dict[str, KnownUser] = field(default_factory=dict)
 
 
+class AlreadyStored(Exception):
+    """A message with this id is stored already (a retried send); send() answers it."""
+
+
 class UserBlocked(errors.Conflict):
     code = "user_blocked"
 
@@ -198,15 +202,18 @@ class MessagingService:
         if not text.strip():
             raise errors.InvalidRequest("the message is empty", field="body")
         message_id = message_id or new_id()
-        async with self.db.read() as conn:
-            existing = await node_messages.find_message(conn, username, message_id)
-        if existing is not None:
-            if existing.peer != peer or existing.body != text:
-                raise errors.Conflict("this message id is already used", field="id")
-            return existing  # the browser retried: same answer, nothing duplicated
-        await self.check_may_send(username, peer)
+        recipient = await self.check_may_send(username, peer)
         await self.limits.hit("bytes", username, cost=max(1, len(text.encode())))
-        return await self.send_sealed(username, peer, message_id, "message", {"text": text}, text)
+        try:
+            return await self.send_sealed(
+                username, peer, message_id, "message", {"text": text}, text, recipient=recipient
+            )
+        except AlreadyStored:
+            async with self.db.read() as conn:
+                existing = await node_messages.find_message(conn, username, message_id)
+            if existing is None or existing.peer != peer or existing.body != text:
+                raise errors.Conflict("this message id is already used", field="id") from None
+            return existing  # the browser retried: same answer, nothing duplicated
 
     async def check_may_send(self, username: str, peer: str) -> KnownUser:
         """The checks every send passes: not blocked, recipient ready, within rate."""
@@ -227,10 +234,11 @@ class MessagingService:
         history_text: str,
         *,
         also: Callable[[Any, int], Awaitable[None]] | None = None,
+        recipient: KnownUser | None = None,
     ) -> MessageRecord:
         """Seal ``body`` as ``kind``, then store history row, outbox entry and
         whatever ``also(conn, now)`` writes in one transaction."""
-        recipient = await self._recipient(peer)
+        recipient = recipient or await self._recipient(peer)
         keys = self.keyring.require(username)
         now = ms(self.clock)
         envelope = self._seal(keys, username, recipient, message_id, now, kind, body)
@@ -250,7 +258,7 @@ class MessagingService:
                 kind="text" if kind == "message" else kind,
             )
             if record is None:
-                raise errors.Conflict("this message id is already used", field="id")
+                raise AlreadyStored(message_id)
             if also is not None:
                 await also(conn, now)
             await self._enqueue(conn, envelope, now)

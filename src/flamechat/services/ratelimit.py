@@ -1,4 +1,4 @@
-"""Rate limits (the ``limits`` library, moving windows in memory) and login backoff.
+"""Rate limits (the ``limits`` library, in memory) and login backoff.
 
 Limits are per user (messages and bytes sent per minute), per peer node
 (federation requests per second), and per client address and per account
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
 from flamechat.protocol import errors
 from flamechat.services.clock import Clock
@@ -69,7 +69,13 @@ class LoginBackoff:
 class RateLimits:
     def __init__(self, settings: RateSettings, clock: Clock) -> None:
         self.settings = settings
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        storage = MemoryStorage()
+        # Counts use exact moving windows, which keep one timestamp per unit of
+        # cost: right for messages and requests, ruinous for bytes (20 MiB a
+        # minute would be 20 million timestamps per user). Bytes use a fixed
+        # window, one counter per user and minute.
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._by_cost = FixedWindowRateLimiter(storage)
         self._items: dict[str, RateLimitItem] = {
             "messages": RateLimitItemPerMinute(settings.messages_per_minute),
             "bytes": RateLimitItemPerMinute(settings.bytes_per_minute),
@@ -83,8 +89,9 @@ class RateLimits:
         item = self._items[kind]
         if cost > item.amount:
             raise errors.RateLimited(f"{kind} limit is {item.amount} per window", retry_after=60)
-        if not await self._limiter.hit(item, kind, key, cost=cost):
-            stats = await self._limiter.get_window_stats(item, kind, key)
+        limiter = self._by_cost if kind == "bytes" else self._limiter
+        if not await limiter.hit(item, kind, key, cost=cost):
+            stats = await limiter.get_window_stats(item, kind, key)
             # reset_time is on the library's own (wall) clock, and the window
             # still refuses at exactly reset_time: round to the next whole second
             # so that waiting Retry-After seconds is always enough.
