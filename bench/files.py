@@ -5,7 +5,8 @@ Starts a real directory and two real nodes, writes a file of random bytes
 
 * upload: alice's node receives the file in 8 MiB parts (as the page sends
   them), sealing and fsyncing as it goes;
-* transfer: from the upload's end to bob's node holding the blob, checked
+* transfer: from the upload's end (and a sync, so that the disk starts idle)
+  to bob's node holding the blob, checked
   (pulled by range, hashed, every chunk authenticated, plaintext hash
   compared);
 * download: bob reading it back, decrypted as it streams;
@@ -25,6 +26,7 @@ import asyncio
 import hashlib
 import json
 import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -62,6 +64,41 @@ def file_pieces(path: Path, start: int, length: int):  # type: ignore[no-untyped
                 yield data
 
     return gen()
+
+
+PIDS: dict[str, int] = {}
+
+
+def profile(folder: str | None, phase: str) -> None:
+    """With FLAME_BENCH_PROFILE=<folder>, record both nodes with py-spy for 5 s."""
+    if not folder:
+        return
+    for name, pid in PIDS.items():
+        out = Path(folder) / f"{phase}-{name}.txt"
+        subprocess.Popen(
+            [
+                "py-spy",
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                "5",
+                "--gil",
+                "--format",
+                "raw",
+                "-o",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
+def settle() -> None:
+    """Flush dirty pages before the next phase: each phase starts with the disk idle,
+    rather than paying for the previous phase's writeback."""
+    os.sync()
+    time.sleep(1.0)
 
 
 def login(url: str, username: str, password: str) -> dict[str, str]:
@@ -113,7 +150,9 @@ async def node_run(
             ) as response:
                 state = await response.json()
                 assert response.status == 200, state
+        settle()
         t1 = time.perf_counter()
+        profile(os.environ.get("FLAME_BENCH_PROFILE"), "transfer")
         while True:
             async with session.get(
                 node_b + "/api/v1/conversations/alice/messages?limit=5", headers=bob
@@ -152,15 +191,18 @@ def main() -> None:
         root = Path(tmp)
         source = root / "source.bin"
         digest = write_random(source, size)
+        settle()
         with ceiling_server(root / "ceiling") as url:
             up, down = asyncio.run(ceiling(url, source, size))
         (root / "ceiling" / "sink.bin").unlink()
+        settle()
         net = DevNetwork(root / "net", password_profile="minimal", presence_interval=10.0)
         try:
             net.start_directory()
             node_a = net.start_node(None, *LIMITS)
             node_b = net.start_node(None, *LIMITS)
             net.create_users({"alice": "alice-bench-pass", "bob": "bob-bench-pass"})
+            PIDS.update(a=node_a.process.pid, b=node_b.process.pid)  # type: ignore[union-attr]
             alice = login(node_a.url, "alice", "alice-bench-pass")
             bob = login(node_b.url, "bob", "bob-bench-pass")
             result = asyncio.run(node_run(node_a.url, node_b.url, alice, bob, source, size, digest))

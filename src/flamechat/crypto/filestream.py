@@ -24,7 +24,7 @@ primitive. Pure: no I/O.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from nacl.bindings import (
     crypto_aead_chacha20poly1305_ietf_decrypt,
@@ -154,21 +154,20 @@ class StreamEncryptor:
         """Take plaintext; return the sealed chunks it completes."""
         if self.consumed + len(self._buffer) + len(data) > self.plain_size:
             raise MalformedError("more bytes than the declared file size")
-        self._buffer += data
-        out = bytearray()
-        while self.index < self.chunks:
-            last = self.index == self.chunks - 1
-            need = self.plain_size - self.index * CHUNK_SIZE if last else CHUNK_SIZE
-            if len(self._buffer) < need:
-                break
-            piece = bytes(self._buffer[:need])
-            del self._buffer[:need]
-            sealed = encrypt_chunk(self.key, self.index, piece, last=last)
+        out: list[bytes] = []
+        for index, piece, last in _whole_pieces(self._buffer, data, self.index, self._span):
+            sealed = encrypt_chunk(self.key, index, piece, last=last)
             self.plain_hash.update(piece)
             self.blob_hash.update(sealed)
-            out += sealed
-            self.index += 1
-        return bytes(out)
+            out.append(sealed)
+            self.index = index + 1
+        return b"".join(out)
+
+    def _span(self, index: int) -> tuple[int, bool] | None:
+        if index >= self.chunks:
+            return None
+        last = index == self.chunks - 1
+        return (self.plain_size - index * CHUNK_SIZE if last else CHUNK_SIZE), last
 
     def discard_pending(self) -> None:
         """Forget buffered bytes that did not fill a chunk (the sender resends them)."""
@@ -192,28 +191,59 @@ class StreamDecryptor:
         self.plain_hash = hashlib.sha256()
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> bytes:
-        self._buffer += data
-        out = bytearray()
-        while self.index < self.chunks:
-            _, length, last = chunk_span(self.index, self.plain_size)
-            if len(self._buffer) < length:
-                break
-            sealed = bytes(self._buffer[:length])
-            del self._buffer[:length]
-            plain = decrypt_chunk(self.key, self.index, sealed, last=last)
+    def feed(self, data: bytes, *, keep: bool = True) -> bytes:
+        """Take blob bytes; return the plaintext of the chunks they complete
+        (or nothing, with ``keep=False``, when only the checks matter)."""
+        out: list[bytes] = []
+        for index, sealed, last in _whole_pieces(self._buffer, data, self.index, self._span):
+            plain = decrypt_chunk(self.key, index, sealed, last=last)
             self.plain_hash.update(plain)
-            out += plain
-            self.index += 1
+            if keep:
+                out.append(plain)
+            self.index = index + 1
         if self.index >= self.chunks and self._buffer:
             raise UndecryptableError("bytes after the final chunk")
-        return bytes(out)
+        return b"".join(out)
+
+    def _span(self, index: int) -> tuple[int, bool] | None:
+        if index >= self.chunks:
+            return None
+        _, length, last = chunk_span(index, self.plain_size)
+        return length, last
 
     def finish(self) -> str:
         """Raise unless the whole blob was seen; return the plaintext SHA-256 (hex)."""
         if self.index < self.chunks or self._buffer:
             raise UndecryptableError("the blob is truncated")
         return self.plain_hash.hexdigest()
+
+
+def _whole_pieces(
+    buffer: bytearray, data: bytes, index: int, span: Callable[[int], tuple[int, bool] | None]
+) -> Iterator[tuple[int, bytes, bool]]:
+    """Cut ``buffer`` + ``data`` into whole pieces ``(index, bytes, last)`` as ``span``
+    sizes them; what is left over stays in ``buffer``. Copies each byte about once
+    (the obvious ``buffer += data; del buffer[:n]`` moves the buffer per piece)."""
+    view = memoryview(data)
+    pos = 0
+    while (shape := span(index)) is not None:
+        length, last = shape
+        if buffer:
+            need = length - len(buffer)
+            if len(view) - pos < need:
+                break
+            buffer += view[pos : pos + need]
+            pos += need
+            piece = bytes(buffer)
+            buffer.clear()
+        else:
+            if len(view) - pos < length:
+                break
+            piece = bytes(view[pos : pos + length])
+            pos += length
+        yield index, piece, last
+        index += 1
+    buffer += view[pos:]
 
 
 def encrypt_bytes(key: bytes, data: bytes) -> bytes:

@@ -95,7 +95,7 @@ class SignedClient:
         *,
         headers: dict[str, str] | None = None,
         read_timeout: float = 30.0,
-        piece: int = 256 * 1024,
+        piece: int = 1024 * 1024,
         expect_status: int | None = None,
     ) -> int:
         """Signed GET whose answer is streamed into ``sink`` piece by piece.

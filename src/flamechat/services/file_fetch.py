@@ -35,6 +35,7 @@ from flamechat.services.delivery import backoff_delay
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.events import EventHub
 from flamechat.services.files import FileService, file_view
+from flamechat.services.pipeline import ThreadStage
 from flamechat.services.ports import PeerPort, TransportError
 from flamechat.storage import node_files, node_messages
 from flamechat.storage.blob_store import BlobStore
@@ -55,7 +56,7 @@ class TransferCheck:
 
     def feed(self, data: bytes) -> None:
         self.blob_hash.update(data)
-        self.decryptor.feed(data)
+        self.decryptor.feed(data, keep=False)
 
     def finish(self, blob_id: str, sha256: str) -> None:
         if self.blob_hash.hexdigest() != blob_id:
@@ -238,33 +239,46 @@ class FetchWorker:
         handle = BlobStore.open_append(part, at=have)
         last_report = 0.0
         started_with = have
+        queued = have  # bytes taken from the network
+        written = [have]  # bytes checked and written by the stage's thread
 
-        async def sink(data: bytes) -> None:
-            nonlocal have, last_report
-            if have + len(data) > expected:
-                raise errors.FileCorrupted("the sender's node sent more bytes than the file holds")
+        def check_and_write(data: bytes) -> None:
             try:
                 check.feed(data)
             except CryptoError as exc:
                 raise errors.FileCorrupted("the blob was altered in transit") from exc
             handle.write(data)
-            have += len(data)
+            written[0] += len(data)
+
+        stage = ThreadStage(check_and_write)
+
+        async def sink(data: bytes) -> None:
+            nonlocal queued, last_report
+            if queued + len(data) > expected:
+                raise errors.FileCorrupted("the sender's node sent more bytes than the file holds")
+            queued += len(data)
+            await stage.put(data)
             now = self.clock.now()
             if now - last_report >= self.progress_every:
                 last_report = now
-                progress = _plain_progress(have, att.size)
+                progress = _plain_progress(written[0], att.size)
                 self._publish(dataclasses.replace(att, received=progress), peer)
                 async with self.db.write() as conn:  # so a reloaded page shows it too
                     await node_files.update_attachment(conn, att.owner, att.message_id, received=progress)
 
         try:
-            if have < expected:
-                await self.peers.fetch_blob(node.url, att.blob_id, have, sink)
+            try:
+                if queued < expected:
+                    await self.peers.fetch_blob(node.url, att.blob_id, queued, sink)
+            finally:
+                await stage.close()  # what arrived is checked and on disk before we go on
         except errors.FileCorrupted:
+            await stage.abort()
             handle.close()
             self.blobs.remove(part)  # never keep, never serve, bytes that failed
             raise
         finally:
+            have = written[0]
             if not handle.closed:
                 await asyncio.to_thread(_sync_close, handle)
             if have != started_with:

@@ -58,6 +58,7 @@ from flamechat.services.media import (
     sniff,
 )
 from flamechat.services.messaging import AlreadyStored, MessagingService
+from flamechat.services.pipeline import ThreadStage
 from flamechat.storage import node_files, node_messages
 from flamechat.storage.blob_store import BlobStore, check_blob_id
 from flamechat.storage.database import Database
@@ -269,17 +270,27 @@ class FileService:
         path = self.blobs.upload_path(owner, upload_id)
         handle = BlobStore.open_append(path, at=encryptor.index * SEALED_CHUNK_SIZE)
         received = 0
+
+        def seal_and_write(piece: bytes) -> None:
+            sealed = encryptor.feed(piece)
+            if sealed:
+                handle.write(sealed)
+
+        # Sealing runs in a thread, overlapped with the next bytes arriving, so a
+        # large upload does not hold the event loop (and every other request).
+        stage = ThreadStage(seal_and_write)
         try:
-            async for piece in body:
-                received += len(piece)
-                if received > PART_MAX_BYTES:
-                    raise errors.PayloadTooLarge(f"a part holds at most {PART_MAX_BYTES} bytes")
-                if upload.received + received > upload.size:
-                    raise errors.InvalidRequest("more bytes than the declared file size", field="size")
-                sealed = encryptor.feed(piece)
-                if sealed:
-                    handle.write(sealed)
-            handle.write(encryptor.feed(b""))  # an empty file is one empty, final chunk
+            try:
+                async for piece in body:
+                    received += len(piece)
+                    if received > PART_MAX_BYTES:
+                        raise errors.PayloadTooLarge(f"a part holds at most {PART_MAX_BYTES} bytes")
+                    if upload.received + received > upload.size:
+                        raise errors.InvalidRequest("more bytes than the declared file size", field="size")
+                    await stage.put(piece)
+                await stage.put(b"")  # an empty file is one empty, final chunk
+            finally:
+                await stage.close()
         finally:
             # Whatever whole chunks arrived are kept (even if the client went away):
             # on disk first, then counted, so the offset never runs ahead of the file.
