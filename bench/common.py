@@ -10,11 +10,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
-from flamechat.devnet import free_port, http_json
+from flamechat.devnet import DevNetwork, Server, free_port, http_json
 
 HERE = Path(__file__).parent
 
@@ -92,6 +93,48 @@ async def small_post_ceiling(url: str, *, in_flight: int = 16, seconds: float = 
         "p50": percentile(latencies, 0.5),
         "p99": percentile(latencies, 0.99),
     }
+
+
+@dataclass
+class Pair:
+    """Alice on node A and Bob on node B, logged in: what every node benchmark needs."""
+
+    a: Server
+    b: Server
+    alice: dict[str, str]  # request headers: session cookie and CSRF token
+    bob: dict[str, str]
+
+    def peak_rss(self) -> tuple[float, float]:
+        assert self.a.process is not None
+        assert self.b.process is not None
+        return peak_rss_mb(self.a.process.pid), peak_rss_mb(self.b.process.pid)
+
+
+def login(url: str, username: str, password: str) -> dict[str, str]:
+    status, body, headers = http_json(
+        "POST", url + "/api/v1/sessions", {"username": username, "password": password}, timeout=30
+    )
+    assert status == 201, (status, body)
+    return {"Cookie": headers["set-cookie"].split(";")[0], "X-CSRF-Token": body["csrf_token"]}
+
+
+@contextmanager
+def two_nodes(root: Path, node_args: list[str]) -> Iterator[Pair]:
+    """A directory and two nodes (each with ``node_args``), alice and bob logged in."""
+    net = DevNetwork(root, password_profile="minimal", presence_interval=10.0)
+    try:
+        net.start_directory()
+        node_a = net.start_node(None, *node_args)
+        node_b = net.start_node(None, *node_args)
+        net.create_users({"alice": "alice-bench-pass", "bob": "bob-bench-pass"})
+        yield Pair(
+            node_a,
+            node_b,
+            login(node_a.url, "alice", "alice-bench-pass"),
+            login(node_b.url, "bob", "bob-bench-pass"),
+        )
+    finally:
+        net.stop()
 
 
 def new_id() -> str:

@@ -22,15 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import (
-    ceiling_server,
-    env_line,
-    new_id,
-    peak_rss_mb,
-    percentile,
-    small_post_ceiling,
-)
-from flamechat.devnet import DevNetwork, http_json
+from bench.common import ceiling_server, env_line, new_id, percentile, small_post_ceiling, two_nodes
 
 # Limits out of the way of a benchmark, but realistic in kind: the moving
 # window keeps one timestamp per hit, so a limit of millions would measure
@@ -40,14 +32,6 @@ NO_LIMITS = [
     "--bytes-per-minute", "1000000000",
     "--peer-requests-per-second", "5000",
 ]  # fmt: skip
-
-
-def login(url: str, username: str, password: str) -> tuple[str, str]:
-    status, body, headers = http_json(
-        "POST", url + "/api/v1/sessions", {"username": username, "password": password}, timeout=30
-    )
-    assert status == 201, (status, body)
-    return headers["set-cookie"].split(";")[0], body["csrf_token"]
 
 
 async def run(
@@ -66,7 +50,7 @@ async def run(
     expected: set[str] = set()
 
     async def listen(session: aiohttp.ClientSession) -> None:
-        async with session.get(node_b + "/api/v1/events", headers={"Cookie": bob[0]}) as response:
+        async with session.get(node_b + "/api/v1/events", headers={"Cookie": bob["Cookie"]}) as response:
             event = None
             async for raw in response.content:
                 line = raw.decode().rstrip("\r\n")
@@ -79,7 +63,7 @@ async def run(
                         done.set()
 
     async def send(session: aiohttp.ClientSession, ids: list[str]) -> None:
-        headers = {"Cookie": alice[0], "X-CSRF-Token": alice[1], "Content-Type": "application/json"}
+        headers = {**alice, "Content-Type": "application/json"}
         for message_id in ids:
             body = json.dumps({"id": message_id, "body": "Quarterly figures attached, see section 4.2. " * 4})
             posted[message_id] = time.perf_counter()
@@ -129,20 +113,11 @@ def main() -> None:
         root = Path(tmp)
         with ceiling_server(root / "ceiling") as url:
             ceiling = asyncio.run(small_post_ceiling(url, in_flight=args.in_flight))
-        net = DevNetwork(root / "net", password_profile="minimal", presence_interval=10.0)
-        try:
-            net.start_directory()
-            node_a = net.start_node(None, *NO_LIMITS)
-            node_b = net.start_node(None, *NO_LIMITS)
-            net.create_users({"alice": "alice-bench-pass", "bob": "bob-bench-pass"})
-            alice = login(node_a.url, "alice", "alice-bench-pass")
-            bob = login(node_b.url, "bob", "bob-bench-pass")
+        with two_nodes(root / "net", NO_LIMITS) as pair:
             result = asyncio.run(
-                run(node_a.url, node_b.url, alice, bob, args.messages, args.in_flight, args.warmup)
+                run(pair.a.url, pair.b.url, pair.alice, pair.bob, args.messages, args.in_flight, args.warmup)
             )
-            rss = (peak_rss_mb(node_a.process.pid), peak_rss_mb(node_b.process.pid))  # type: ignore[union-attr]
-        finally:
-            net.stop()
+            rss = pair.peak_rss()
     print(
         f"ceiling  trivial POST, {args.in_flight} in flight: {ceiling['rps']:8.0f} req/s"
         f"   p50 {ceiling['p50']:6.2f} ms  p99 {ceiling['p99']:6.2f} ms"

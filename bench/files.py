@@ -5,8 +5,7 @@ Starts a real directory and two real nodes, writes a file of random bytes
 
 * upload: alice's node receives the file in 8 MiB parts (as the page sends
   them), sealing and fsyncing as it goes;
-* transfer: from the upload's end (and a sync, so that the disk starts idle)
-  to bob's node holding the blob, checked
+* transfer: from the upload's end to bob's node holding the blob, checked
   (pulled by range, hashed, every chunk authenticated, plaintext hash
   compared);
 * download: bob reading it back, decrypted as it streams;
@@ -26,15 +25,16 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 
-from bench.common import ceiling_server, env_line, new_id, peak_rss_mb
-from flamechat.devnet import DevNetwork, http_json
+from bench.common import ceiling_server, env_line, new_id, two_nodes
 
 PART = 8 * 1024 * 1024
 PIECE = 1024 * 1024
@@ -73,22 +73,14 @@ def profile(folder: str | None, phase: str) -> None:
     """With FLAME_BENCH_PROFILE=<folder>, record both nodes with py-spy for 5 s."""
     if not folder:
         return
+    spy = shutil.which("py-spy")
+    if spy is None:
+        print("FLAME_BENCH_PROFILE needs py-spy (pip install py-spy)", file=sys.stderr)
+        return
     for name, pid in PIDS.items():
         out = Path(folder) / f"{phase}-{name}.txt"
         subprocess.Popen(
-            [
-                "py-spy",
-                "record",
-                "--pid",
-                str(pid),
-                "--duration",
-                "5",
-                "--gil",
-                "--format",
-                "raw",
-                "-o",
-                str(out),
-            ],
+            [spy, "record", "--pid", str(pid), "--duration", "5", "--gil", "--format", "raw", "-o", str(out)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -99,14 +91,6 @@ def settle() -> None:
     rather than paying for the previous phase's writeback."""
     os.sync()
     time.sleep(1.0)
-
-
-def login(url: str, username: str, password: str) -> dict[str, str]:
-    status, body, headers = http_json(
-        "POST", url + "/api/v1/sessions", {"username": username, "password": password}, timeout=30
-    )
-    assert status == 201, (status, body)
-    return {"Cookie": headers["set-cookie"].split(";")[0], "X-CSRF-Token": body["csrf_token"]}
 
 
 async def ceiling(url: str, path: Path, size: int) -> tuple[float, float]:
@@ -150,7 +134,6 @@ async def node_run(
             ) as response:
                 state = await response.json()
                 assert response.status == 200, state
-        settle()
         t1 = time.perf_counter()
         profile(os.environ.get("FLAME_BENCH_PROFILE"), "transfer")
         while True:
@@ -196,19 +179,10 @@ def main() -> None:
             up, down = asyncio.run(ceiling(url, source, size))
         (root / "ceiling" / "sink.bin").unlink()
         settle()
-        net = DevNetwork(root / "net", password_profile="minimal", presence_interval=10.0)
-        try:
-            net.start_directory()
-            node_a = net.start_node(None, *LIMITS)
-            node_b = net.start_node(None, *LIMITS)
-            net.create_users({"alice": "alice-bench-pass", "bob": "bob-bench-pass"})
-            PIDS.update(a=node_a.process.pid, b=node_b.process.pid)  # type: ignore[union-attr]
-            alice = login(node_a.url, "alice", "alice-bench-pass")
-            bob = login(node_b.url, "bob", "bob-bench-pass")
-            result = asyncio.run(node_run(node_a.url, node_b.url, alice, bob, source, size, digest))
-            rss = (peak_rss_mb(node_a.process.pid), peak_rss_mb(node_b.process.pid))  # type: ignore[union-attr]
-        finally:
-            net.stop()
+        with two_nodes(root / "net", LIMITS) as pair:
+            PIDS.update(a=pair.a.process.pid, b=pair.b.process.pid)  # type: ignore[union-attr]
+            result = asyncio.run(node_run(pair.a.url, pair.b.url, pair.alice, pair.bob, source, size, digest))
+            rss = pair.peak_rss()
     print(f"file of {args.size_mib} MiB, random bytes")
     print(
         f"ceiling   plain HTTP upload to disk (fsync): {up / mb:7.0f} MB/s"

@@ -21,8 +21,6 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -36,6 +34,7 @@ from flamechat.services.directory_view import DirectoryView
 from flamechat.services.messaging import MessagingService
 from flamechat.services.ports import PeerPort, TransportError
 from flamechat.services.relay import RelayService
+from flamechat.services.worker import Worker
 from flamechat.storage import node_messages
 from flamechat.storage.database import Database
 from flamechat.storage.records import KnownUser, OutboxItem
@@ -57,7 +56,9 @@ MAX_BATCH_BYTES = 384 * 1024
 TRANSIENT_CODES = frozenset({"directory_unavailable", "unavailable", "peer_unavailable", "rate_limited"})
 
 
-class DeliveryWorker:
+class DeliveryWorker(Worker):
+    """One task per recipient node in flight (the keys are node ids)."""
+
     def __init__(
         self,
         db: Database,
@@ -75,6 +76,7 @@ class DeliveryWorker:
         max_batch: int = MAX_BATCH,
         rng: Callable[[], float] = random.random,
     ) -> None:
+        super().__init__()
         self.db = db
         self.directory = directory
         self.peers = peers
@@ -88,27 +90,11 @@ class DeliveryWorker:
         self.max_delay = max_delay
         self.max_batch = max_batch
         self.rng = rng
-        self._wake = asyncio.Event()
-        self._inflight: dict[str, asyncio.Task[None]] = {}  # by destination node
         self._busy: set[int] = set()  # outbox seqs in flight
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def run(self, *, idle_wait: float = 1.0) -> None:
-        """Deliver forever (until cancelled)."""
-        while True:
-            try:
-                await self.dispatch()
-            except Exception:  # keep the worker alive; the error is in the log
-                log.exception("delivery round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=idle_wait)
-            self._wake.clear()
 
     async def dispatch(self) -> int:
         """Start a batch for every destination with due envelopes and none in flight."""
-        free = self.concurrency - len(self._inflight)
+        free = self.concurrency - self.running
         if free <= 0:
             return 0
         now = ms(self.clock)
@@ -137,7 +123,7 @@ class DeliveryWorker:
                 refused.append((item, f"{exc.code}: {exc.message}"))
                 continue
             destination = user.home_node or f"?{item.recipient}"
-            if destination in self._inflight:
+            if self.in_flight(destination):
                 continue
             batch = batches.get(destination)
             if batch is None:
@@ -157,27 +143,14 @@ class DeliveryWorker:
             )
         for destination, batch in batches.items():
             self._busy.update(i.seq for i in batch.items)
-            task = asyncio.create_task(self._deliver(batch))
-            self._inflight[destination] = task
-            task.add_done_callback(self._done_callback(destination, batch))
+            self.start(destination, self._deliver(batch), after=self._release(batch))
         return len(batches)
 
-    def _done_callback(self, destination: str, batch: _Batch) -> Callable[[asyncio.Task[None]], None]:
-        def done(_task: asyncio.Task[None]) -> None:
-            self._inflight.pop(destination, None)
+    def _release(self, batch: _Batch) -> Callable[[], None]:
+        def release() -> None:
             self._busy.difference_update(i.seq for i in batch.items)
-            self._wake.set()  # the destination's next envelopes may go now
 
-        return done
-
-    async def drain(self, *, rounds: int = 100) -> None:
-        """Test helper: dispatch until nothing is due or in flight (bounded)."""
-        for _ in range(rounds):
-            started = await self.dispatch()
-            if self._inflight:
-                await asyncio.gather(*self._inflight.values(), return_exceptions=True)
-            elif not started:
-                return
+        return release
 
     async def _deliver(self, batch: _Batch) -> None:
         items, user = batch.items, batch.user

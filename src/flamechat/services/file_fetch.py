@@ -19,7 +19,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -37,6 +36,7 @@ from flamechat.services.events import EventHub
 from flamechat.services.files import FileService, file_view
 from flamechat.services.pipeline import ThreadStage
 from flamechat.services.ports import PeerPort, TransportError
+from flamechat.services.worker import Worker
 from flamechat.storage import node_files, node_messages
 from flamechat.storage.blob_store import BlobStore
 from flamechat.storage.database import Database
@@ -83,7 +83,9 @@ class _Fatal(Exception):
     """The file cannot arrive: fail it visibly."""
 
 
-class FetchWorker:
+class FetchWorker(Worker):
+    """One task per attachment in flight (the keys are (owner, message id))."""
+
     def __init__(
         self,
         db: Database,
@@ -102,6 +104,7 @@ class FetchWorker:
         progress_every: float = 0.5,
         rng: Callable[[], float] = random.random,
     ) -> None:
+        super().__init__()
         self.db = db
         self.blobs = blobs
         self.files = files
@@ -116,55 +119,22 @@ class FetchWorker:
         self.ttl = ttl
         self.progress_every = progress_every
         self.rng = rng
-        self._wake = asyncio.Event()
-        self._inflight: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._blob_locks: dict[str, asyncio.Lock] = {}
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def run(self, *, idle_wait: float = 1.0) -> None:
-        while True:
-            try:
-                await self.dispatch()
-            except Exception:  # keep the worker alive; the error is in the log
-                log.exception("fetch round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=idle_wait)
-            self._wake.clear()
-
     async def dispatch(self) -> int:
-        free = self.concurrency - len(self._inflight)
+        free = self.concurrency - self.running
         if free <= 0:
             return 0
         async with self.db.read() as conn:
-            due = await node_files.due_fetches(conn, ms(self.clock), limit=free + len(self._inflight))
+            due = await node_files.due_fetches(conn, ms(self.clock), limit=free + self.running)
         started = 0
         for att in due:
             key = (att.owner, att.message_id)
-            if key in self._inflight or started >= free:
+            if self.in_flight(key) or started >= free:
                 continue
-            task = asyncio.create_task(self._fetch(att))
-            self._inflight[key] = task
-            task.add_done_callback(self._done(key))
+            self.start(key, self._fetch(att))
             started += 1
         return started
-
-    def _done(self, key: tuple[str, str]) -> Callable[[asyncio.Task[None]], None]:
-        def done(_task: asyncio.Task[None]) -> None:
-            self._inflight.pop(key, None)
-            self._wake.set()
-
-        return done
-
-    async def drain(self, *, rounds: int = 100) -> None:
-        """Test helper: fetch until nothing is due or in flight (bounded)."""
-        for _ in range(rounds):
-            started = await self.dispatch()
-            if self._inflight:
-                await asyncio.gather(*self._inflight.values(), return_exceptions=True)
-            elif not started:
-                return
 
     async def _fetch(self, att: AttachmentRecord) -> None:
         peer = await self._peer_of(att)

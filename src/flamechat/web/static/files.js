@@ -5,19 +5,11 @@
 // button with progress. Names and every other user-supplied text go through textContent.
 
 (() => {
-  const { api, on, $ } = flame;
+  const { api, on, $, uuid4 } = flame;
   const chat = flame.chat;
   const known = new Map(); // message id → the last message object drawn
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const BLOB_DOWNLOAD_LIMIT = 256 * 1024 * 1024; // larger files go to the browser's own download manager
-
-  function uuid4() {
-    const b = crypto.getRandomValues(new Uint8Array(16));
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-  }
 
   function humanSize(bytes) {
     const units = ["B", "KB", "MB", "GB", "TB"];
