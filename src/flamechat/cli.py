@@ -19,18 +19,39 @@ from flamechat.protocol.errors import FlameError
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    """``--config file.toml``: its tables ([directory], [node], [user]) become defaults."""
+    """``--config file.toml``: its tables ([directory], [node], [user], …) become defaults."""
     if value:
         try:
             data = tomllib.loads(Path(value).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise click.BadParameter(f"cannot read config: {exc}") from exc
-        ctx.default_map = {
-            section: {k.replace("-", "_"): v for k, v in table.items()}
-            for section, table in data.items()
-            if isinstance(table, dict)
-        }
+        try:
+            ctx.default_map = config_defaults(ctx.command, data)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
     return value
+
+
+def config_defaults(command: click.Command, table: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """A click default map from a config table.
+
+    Keys are option names (``data-dir`` or ``data_dir``); a table named after a
+    subcommand (``[user.reset-password]``) holds that subcommand's options, and
+    a group's own keys (``[user] data-dir = …``) apply to all its subcommands.
+    """
+    options = {k.replace("-", "_"): v for k, v in table.items() if not isinstance(v, dict)}
+    if not isinstance(command, click.Group):
+        return options
+    defaults: dict[str, Any] = dict(options)
+    for name, value in table.items():
+        if isinstance(value, dict) and name not in command.commands:
+            raise ValueError(f"config table [{where}{name}]: no such command")
+    for name, sub in command.commands.items():
+        own = table.get(name, {})
+        if isinstance(own, dict):
+            inherited = {k: v for k, v in table.items() if not isinstance(v, dict)}
+            defaults[name] = config_defaults(sub, {**inherited, **own}, f"{where}{name}.")
+    return defaults
 
 
 @click.group(context_settings={"auto_envvar_prefix": "FLAME", "help_option_names": ["-h", "--help"]})
