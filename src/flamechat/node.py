@@ -322,6 +322,7 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
             profiles=node.profiles,
             presence=node.presence,
             blocks=node.blocks,
+            messaging=node.messaging,
             node_id=node.key.node_id,
             cookie=cookie,
             node_url=settings.url,

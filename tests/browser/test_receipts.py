@@ -82,8 +82,14 @@ def test_ticks_go_pending_sent_delivered_read_live(browsers: Browsers, net: DevN
     alice.page.wait_for_timeout(1000)
     expect(mine).to_have_attribute("data-state", "delivered")
 
+    # What came while he was away shows as unread in his people list at once.
+    badge = bob.person("alice").locator(".unread")
+    expect(badge).to_have_text("1")
+    expect(bob.page).to_have_title(re.compile(r"^\(1\) "))
+
     bob.open_conversation("alice")
     expect(bob.message("quarterly figures")).to_have_count(1)
+    expect(badge).to_be_hidden()
     expect(mine).to_have_attribute("data-state", "read")
     expect(tick(alice, "quarterly figures")).to_have_text("✓✓ Read")
     assert still_same_page(alice), "alice's page reloaded: the ticks did not come live"

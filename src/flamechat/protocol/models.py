@@ -282,6 +282,7 @@ class UserView(BaseModel):
     node_url: str | None
     local: bool
     blocked: bool = False
+    unread: int = Field(default=0, description="received messages not read yet")
 
 
 class UserList(BaseModel):

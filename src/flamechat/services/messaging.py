@@ -370,6 +370,11 @@ class MessagingService:
         for record in changed:
             self.events.publish(owner, _state_event(record))
 
+    async def unread(self, username: str) -> dict[str, int]:
+        """Unread received messages per conversation (the badges in the people list)."""
+        async with self.db.read() as conn:
+            return await node_messages.unread_counts(conn, username)
+
     # --- reading ---------------------------------------------------------------------
 
     async def mark_read(self, username: str, peer: str, up_to: str) -> int:

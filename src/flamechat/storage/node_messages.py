@@ -158,6 +158,16 @@ async def page_after(
     return [message_record(r) for r in rows.all()]
 
 
+async def unread_counts(conn: AsyncConnection, owner: str) -> dict[str, int]:
+    """How many received messages ``owner`` has not read yet, per conversation."""
+    rows = await conn.execute(
+        select(messages.c.peer, func.count())
+        .where(messages.c.owner == owner, messages.c.direction == "in", messages.c.state == "delivered")
+        .group_by(messages.c.peer)
+    )
+    return {peer: int(count) for peer, count in rows.all()}
+
+
 async def unread_upto(
     conn: AsyncConnection, owner: str, peer: str, up_to: MessageRecord
 ) -> list[MessageRecord]:

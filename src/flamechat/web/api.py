@@ -40,9 +40,12 @@ MESSAGE_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 UserName = Annotated[str, Path(pattern=USERNAME_PATTERN, examples=["bob"])]
 
 
-def user_view(user: KnownUser, *, viewer: str, node_id: str, blocked: bool = False) -> dict[str, Any]:
+def user_view(
+    user: KnownUser, *, viewer: str, node_id: str, blocked: bool = False, unread: int = 0
+) -> dict[str, Any]:
     """A user as ``viewer`` may see them (status hidden if they block the viewer)."""
     return {
+        "unread": unread,
         **shown_presence(user, viewer),
         "title": user.title,
         "department": user.department,
@@ -110,9 +113,16 @@ def api_router(
         except (errors.DirectoryUnavailable, errors.ServiceUnavailable):
             listed, source = await directory.cached_users(), "cache"
         mine = set(await blocks.blocked_by(session.username))
+        unread = await messaging.unread(session.username)
         return {
             "users": [
-                user_view(u, viewer=session.username, node_id=node_id, blocked=u.username in mine)
+                user_view(
+                    u,
+                    viewer=session.username,
+                    node_id=node_id,
+                    blocked=u.username in mine,
+                    unread=unread.get(u.username, 0),
+                )
                 for u in listed
             ],
             "source": source,

@@ -15,6 +15,7 @@ from flamechat.protocol import errors
 from flamechat.services.accounts import AccountService, Session
 from flamechat.services.blocks import BlockService
 from flamechat.services.directory_view import DirectoryView, shown_presence
+from flamechat.services.messaging import MessagingService
 from flamechat.services.presence import PresenceService
 from flamechat.services.profiles import ProfileService
 from flamechat.web.api import user_view
@@ -36,6 +37,7 @@ def page_router(
     profiles: ProfileService,
     presence: PresenceService,
     blocks: BlockService,
+    messaging: MessagingService,
     node_id: str,
     cookie: str,
     node_url: str,
@@ -80,8 +82,15 @@ def page_router(
     async def main_page(request: Request) -> Response:
         async def build(session: Session) -> dict[str, Any]:
             mine = set(await blocks.blocked_by(session.username))
+            unread = await messaging.unread(session.username)
             users = [
-                user_view(u, viewer=session.username, node_id=node_id, blocked=u.username in mine)
+                user_view(
+                    u,
+                    viewer=session.username,
+                    node_id=node_id,
+                    blocked=u.username in mine,
+                    unread=unread.get(u.username, 0),
+                )
                 for u in await directory.cached_users()
                 if u.username != session.username
             ]

@@ -67,7 +67,9 @@
       if (user.username === me) continue;
       setPresence(ensureUserItem(user.username), user);
       if (user.blocked) state.blocked.add(user.username); else state.blocked.delete(user.username);
+      if (user.username !== state.peer) setUnread(user.username, user.unread || 0);
     }
+    showUnreadTotal();
     const cached = list.source === "cache";
     $("users-source").textContent = cached ? "(cached)" : "";
     $("users").dataset.source = cached ? "cache" : "directory";
@@ -82,6 +84,13 @@
     let total = 0;
     document.querySelectorAll("#users .unread").forEach((badge) => { total += +badge.textContent || 0; });
     document.title = `${total ? `(${total}) ` : ""}Flame Chat · ${me}`;
+  }
+
+  function setUnread(username, count) {
+    const badge = ensureUserItem(username).querySelector(".unread");
+    badge.hidden = !count;
+    badge.textContent = count ? String(count) : "";
+    if (count) badge.setAttribute("aria-label", `${count} unread`);
   }
 
   function bumpUnread(username) {
