@@ -151,6 +151,8 @@ def test_logging_in_on_another_persons_node_is_refused(browsers: Browsers, netwo
     stranger.page.locator("#login-button").click()
     expect(stranger.page.locator("#login-error")).to_contain_text("lives on another node")
     assert stranger.page.url.endswith("/login")
+    # The page offers the way to her home node's login page.
+    expect(stranger.page.locator("#home-node-link")).to_have_attribute("href", f"{node_a.url}/login")
 
 
 def test_a_logged_in_visitor_to_the_login_page_goes_to_the_app(

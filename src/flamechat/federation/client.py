@@ -143,6 +143,9 @@ def _refusal(method: str, url: str, status: int, answer: Any) -> TransportError:
         status=status,
         code=code,
         peer_message=message if isinstance(message, str) else None,
+        peer_details=details
+        if isinstance(details := error.get("details") if isinstance(error, dict) else None, dict)
+        else None,
     )
 
 

@@ -101,7 +101,15 @@ class DirectoryView:
                 raise errors.DirectoryUnavailable(f"directory unreachable: {exc}") from exc
             self._set_reachable(True)
             error = _CODES.get(exc.code or "", errors.ServiceUnavailable)
-            raise error(exc.peer_message or "the directory refused the request") from exc
+            details: dict[str, Any] = {}
+            home = exc.peer_details.get("home_url")
+            if (
+                error is errors.WrongHomeNode
+                and isinstance(home, str)
+                and home.startswith(("http://", "https://"))
+            ):
+                details["home_url"] = home[:2048]  # where the login page sends the user
+            raise error(exc.peer_message or "the directory refused the request", **details) from exc
         self._down_until = 0.0
         self._set_reachable(True)
         return result

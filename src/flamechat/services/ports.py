@@ -24,12 +24,14 @@ class TransportError(Exception):
         status: int | None = None,
         code: str | None = None,
         peer_message: str | None = None,
+        peer_details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status
         self.code = code
         self.peer_message = peer_message  # the other side's own error message, if any
+        self.peer_details = peer_details or {}  # and its error details
 
 
 class DirectoryPort(Protocol):
