@@ -1,10 +1,13 @@
 """Issue 4 in the browser: a photo with a progress bar, shown inline on the other node,
-downloaded; a hostile HTML file that only ever downloads; an upload cancelled."""
+downloaded; audio played inline; a hostile HTML file that only ever downloads; an
+upload cancelled."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,6 +132,47 @@ def test_a_hostile_html_file_downloads_and_never_runs(
         )
     assert bob.page.evaluate("() => window.__pwned") is None
     assert dialogs == []
+
+
+def _wav(path: Path, seconds: float = 1.5) -> None:
+    """A real, playable WAV: a 440 Hz tone (the stdlib writes it; no fixtures on disk)."""
+    rate = 8000
+    frames = b"".join(
+        int(12000 * math.sin(2 * math.pi * 440 * n / rate)).to_bytes(2, "little", signed=True)
+        for n in range(int(rate * seconds))
+    )
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(frames)
+
+
+def test_audio_plays_inline_with_the_browsers_own_player(
+    browsers: Browsers, files_network: DevNetwork, tmp_path: Path
+) -> None:
+    node_a, node_b = files_network.nodes
+    alice = browsers.login(node_a, "alice")
+    bob = browsers.login(node_b, "bob")
+    alice.open_conversation("bob")
+    bob.open_conversation("alice")
+    _wav(tmp_path / "voice-note.wav")
+    alice.page.locator("#file-input").set_input_files(str(tmp_path / "voice-note.wav"))
+
+    card = bob.message("voice-note.wav").locator(".file-card")
+    expect(card).to_have_attribute("data-state", "ready", timeout=30_000)
+    player = card.locator("audio[controls]")
+    expect(player).to_have_count(1)
+    # Chromium fetched and decoded it from bob's node (by range requests): it knows its length.
+    duration = player.evaluate(
+        """audio => new Promise((resolve) => {
+            if (audio.readyState >= 1) resolve(audio.duration);
+            audio.addEventListener("loadedmetadata", () => resolve(audio.duration));
+            audio.addEventListener("error", () => resolve(-1));
+            audio.load();
+        })"""
+    )
+    assert 1.4 < duration < 1.6
 
 
 def test_an_upload_can_be_cancelled(browsers: Browsers, files_network: DevNetwork, tmp_path: Path) -> None:
