@@ -36,7 +36,7 @@ def run_demo(*, nodes: int, users_per_node: int, base_port: int, data_dir: Path)
     if busy:
         raise click.ClickException(f"ports in use: {busy}; pass --base-port")
     shutil.rmtree(data_dir, ignore_errors=True)
-    net = DevNetwork(data_dir.resolve(), presence_interval=5.0)
+    net = DevNetwork(data_dir.resolve(), presence_interval=2.0)  # presence shows within ~2 s
     stopping = False
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
