@@ -16,7 +16,7 @@ from PIL import Image
 from playwright.sync_api import Route, expect
 
 from flamechat.devnet import DevNetwork
-from tests.browser.conftest import Browsers, start_network
+from tests.browser.conftest import Browsers, User, start_network
 
 pytestmark = pytest.mark.browser
 
@@ -26,6 +26,16 @@ def files_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwo
     net = start_network(tmp_path_factory.mktemp("files-browser"))
     yield net
     net.stop()
+
+
+def _in_conversation(browsers: Browsers, net: DevNetwork) -> tuple[User, User]:
+    """Alice on node A and Bob on node B, each with the other's conversation open."""
+    node_a, node_b = net.nodes
+    alice = browsers.login(node_a, "alice")
+    bob = browsers.login(node_b, "bob")
+    alice.open_conversation("bob")
+    bob.open_conversation("alice")
+    return alice, bob
 
 
 def _photo(path: Path) -> bytes:
@@ -40,11 +50,7 @@ def _photo(path: Path) -> bytes:
 def test_a_photo_goes_with_a_progress_bar_shows_inline_and_downloads(
     browsers: Browsers, files_network: DevNetwork, tmp_path: Path
 ) -> None:
-    node_a, node_b = files_network.nodes
-    alice = browsers.login(node_a, "alice")
-    bob = browsers.login(node_b, "bob")
-    alice.open_conversation("bob")
-    bob.open_conversation("alice")
+    alice, bob = _in_conversation(browsers, files_network)
     data = _photo(tmp_path / "harbour.jpg")
 
     # Hold the upload's first part, so the progress bar is seen for sure.
@@ -96,11 +102,7 @@ def test_a_photo_goes_with_a_progress_bar_shows_inline_and_downloads(
 def test_a_hostile_html_file_downloads_and_never_runs(
     browsers: Browsers, files_network: DevNetwork, tmp_path: Path
 ) -> None:
-    node_a, node_b = files_network.nodes
-    alice = browsers.login(node_a, "alice")
-    bob = browsers.login(node_b, "bob")
-    alice.open_conversation("bob")
-    bob.open_conversation("alice")
+    alice, bob = _in_conversation(browsers, files_network)
     hostile = tmp_path / "invoice.html"
     hostile.write_text(
         "<html><body><script>window.top.__pwned = 1; alert('pwned')</script>"
@@ -119,7 +121,7 @@ def test_a_hostile_html_file_downloads_and_never_runs(
 
     # Even opened directly in a tab, the node serves it as a download, never as a page.
     message_id = bob.message("invoice.html").get_attribute("data-id")
-    response = bob.page.request.get(f"{node_b.url}/api/v1/files/{message_id}?inline=true")
+    response = bob.page.request.get(f"{bob.node.url}/api/v1/files/{message_id}?inline=true")
     assert response.status == 200
     assert response.headers["content-type"] == "application/octet-stream"
     assert response.headers["content-disposition"].startswith("attachment")
@@ -151,11 +153,7 @@ def _wav(path: Path, seconds: float = 1.5) -> None:
 def test_audio_plays_inline_with_the_browsers_own_player(
     browsers: Browsers, files_network: DevNetwork, tmp_path: Path
 ) -> None:
-    node_a, node_b = files_network.nodes
-    alice = browsers.login(node_a, "alice")
-    bob = browsers.login(node_b, "bob")
-    alice.open_conversation("bob")
-    bob.open_conversation("alice")
+    alice, bob = _in_conversation(browsers, files_network)
     _wav(tmp_path / "voice-note.wav")
     alice.page.locator("#file-input").set_input_files(str(tmp_path / "voice-note.wav"))
 

@@ -6,16 +6,28 @@ Nothing here touches the network or the wall clock.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from flamechat.crypto import NodeKey, UserKeys
+from flamechat.services.ports import TransportError
 
 # Crypto and Argon2 make single examples slow on a shared 2-core machine; the
 # properties below are about correctness, not speed, so no deadline.
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW_PROPERTY = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+class DirectoryDown:
+    """Every directory call fails as unreachable: services must answer from their cache."""
+
+    def __getattr__(self, name: str) -> Any:
+        async def unreachable(*_args: Any, **_kwargs: Any) -> Any:
+            raise TransportError("directory down", transient=True)
+
+        return unreachable
 
 
 class FakeClock:

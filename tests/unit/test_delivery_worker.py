@@ -27,6 +27,7 @@ from flamechat.services.ratelimit import RateLimits, RateSettings
 from flamechat.storage import node_cache, node_messages
 from flamechat.storage.database import Database, migrate, sqlite_url
 from flamechat.storage.records import KnownUser
+from tests.unit.support import DirectoryDown as NoDirectory
 
 ME = "nmeeeeeeeeeeeeeeeeeeeeeeee"
 BOB_NODE = "nbobbbbbbbbbbbbbbbbbbbbbbb"
@@ -75,16 +76,6 @@ class FakeRelay:
             return None
         self.deposits.append((recipient_node, wire["id"]))
         return "nrelayrrrrrrrrrrrrrrrrrrrr"
-
-
-class NoDirectory:
-    """Every directory call fails as unreachable: the worker must use its cache."""
-
-    def __getattr__(self, name: str) -> Any:
-        async def unreachable(*_args: Any, **_kwargs: Any) -> Any:
-            raise TransportError("directory down", transient=True)
-
-        return unreachable
 
 
 @dataclass

@@ -29,7 +29,7 @@ from flamechat.services.profiles import (
 from flamechat.storage import node_cache, node_social
 from flamechat.storage.database import Database
 from flamechat.storage.records import KnownUser
-from tests.unit.support import FakeClock, user_keys
+from tests.unit.support import DirectoryDown, FakeClock, user_keys
 
 ME = "n" + "m" * 24
 BOB_NODE = "n" + "b" * 24
@@ -41,14 +41,6 @@ def png(width: int = 40, height: int = 30, colour: str = "red") -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (width, height), colour).save(out, format="PNG")
     return out.getvalue()
-
-
-class DirectoryDown:
-    def __getattr__(self, name: str) -> Any:
-        async def unreachable(*_args: Any, **_kwargs: Any) -> Any:
-            raise TransportError("directory down", transient=True)
-
-        return unreachable
 
 
 @dataclass

@@ -18,25 +18,16 @@ from flamechat.services.directory_view import DirectoryView
 from flamechat.services.events import EventHub, Subscription
 from flamechat.services.keyring import KeyRing
 from flamechat.services.messaging import MessagingService
-from flamechat.services.ports import TransportError
 from flamechat.services.ratelimit import RateLimits, RateSettings
 from flamechat.storage import node_accounts, node_cache, node_messages
 from flamechat.storage.database import Database
 from flamechat.storage.records import KnownUser, LocalAccount
-from tests.unit.support import FakeClock, user_keys
+from tests.unit.support import DirectoryDown, FakeClock, user_keys
 
 ME = "n" + "b" * 24  # bob's node: this one
 ALICE_NODE = "n" + "a" * 24
 RELAY_NODE = "n" + "r" * 24
 ALICE, BOB, MALLORY = user_keys("alice"), user_keys("bob"), user_keys("mallory")
-
-
-class DirectoryDown:
-    def __getattr__(self, name: str) -> Any:
-        async def unreachable(*_args: Any, **_kwargs: Any) -> Any:
-            raise TransportError("directory down", transient=True)
-
-        return unreachable
 
 
 def envelope(

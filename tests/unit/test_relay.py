@@ -19,20 +19,12 @@ from flamechat.services.relay import RelayDisabled, RelayQuotaExceeded, RelaySer
 from flamechat.storage import node_cache
 from flamechat.storage.database import Database
 from flamechat.storage.records import KnownNode, KnownUser
-from tests.unit.support import FakeClock, user_keys
+from tests.unit.support import DirectoryDown, FakeClock, user_keys
 
 ME = "n" + "r" * 24  # this node: the relay
 ALICE_NODE = "n" + "a" * 24
 BOB_NODE = "n" + "b" * 24
 ALICE, BOB, MALLORY = user_keys("alice"), user_keys("bob"), user_keys("mallory")
-
-
-class DirectoryDown:
-    def __getattr__(self, name: str) -> Any:
-        async def unreachable(*_args: Any, **_kwargs: Any) -> Any:
-            raise TransportError("directory down", transient=True)
-
-        return unreachable
 
 
 def envelope(

@@ -173,11 +173,6 @@ class StreamEncryptor:
         """Forget buffered bytes that did not fill a chunk (the sender resends them)."""
         self._buffer.clear()
 
-    @property
-    def pending(self) -> int:
-        """Plaintext bytes buffered that do not yet fill a chunk."""
-        return len(self._buffer)
-
 
 class StreamDecryptor:
     """Decrypt a whole blob fed in pieces, checking every chunk and the end."""

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
 from typing import BinaryIO
 
 from flamechat.crypto.errors import CryptoError
 from flamechat.crypto.filestream import (
     CHUNK_SIZE,
-    chunk_count,
     chunk_span,
     chunks_for_range,
     decrypt_chunk,
@@ -86,15 +84,6 @@ class PlaintextRange:
         self.handle.close()
 
 
-def verify_blob(handle: BinaryIO, key: bytes, plain_size: int, sha256: str) -> None:
-    """Decrypt every chunk and check the plaintext hash (blocking)."""
-    digest = hashlib.sha256()
-    for index in range(chunk_count(plain_size)):
-        digest.update(read_chunk(handle, key, index, plain_size))
-    if digest.hexdigest() != sha256:
-        raise errors.FileCorrupted("the file does not match the hash its sender signed")
-
-
 class DecryptingReader(io.RawIOBase):
     """A seekable, read-only file of the plaintext (for Pillow and sniffing)."""
 
@@ -133,7 +122,3 @@ class DecryptingReader(io.RawIOBase):
         buffer[: len(piece)] = piece
         self._pos += len(piece)
         return len(piece)
-
-    def iter_all(self) -> Iterator[bytes]:
-        for index in range(chunk_count(self.plain_size)):
-            yield self._chunk(index)

@@ -184,10 +184,8 @@ class FetchWorker(Worker):
 
     def _verify_stored(self, att: AttachmentRecord) -> None:
         """A blob already here (same-node sender, or a second recipient): check it is this file."""
-        with self.blobs.open_blob(att.blob_id) as handle:
-            check = TransferCheck(att.file_key, att.size)
-            while data := handle.read(READ_SIZE):
-                check.feed(data)
+        path = self.blobs.blob_path(att.blob_id)
+        check = _check_existing(path, att.file_key, att.size, path.stat().st_size)
         check.finish(att.blob_id, att.sha256)
 
     async def _transfer(self, att: AttachmentRecord, peer: str | None) -> None:

@@ -177,15 +177,6 @@ async def due_fetches(conn: AsyncConnection, now: int, limit: int) -> list[Attac
     return [_attachment(r) for r in rows.all()]
 
 
-async def next_fetch_at(conn: AsyncConnection) -> int | None:
-    value = (
-        await conn.execute(
-            select(func.min(attachments.c.next_attempt_at)).where(attachments.c.state == "fetching")
-        )
-    ).scalar()
-    return None if value is None else int(value)
-
-
 async def update_attachment(conn: AsyncConnection, owner: str, message_id: str, **values: object) -> None:
     await conn.execute(
         update(attachments)
@@ -203,11 +194,6 @@ async def thumbnail(conn: AsyncConnection, owner: str, message_id: str) -> bytes
         )
     ).scalar()
     return None if value is None else bytes(value)
-
-
-async def blob_holders(conn: AsyncConnection, blob_id: str) -> list[AttachmentRecord]:
-    rows = await conn.execute(select(attachments).where(attachments.c.blob_id == blob_id))
-    return [_attachment(r) for r in rows.all()]
 
 
 # --- grants -----------------------------------------------------------------------

@@ -254,23 +254,6 @@ async def due(
     return [_outbox(r) for r in rows.all()]
 
 
-async def due_heads(conn: AsyncConnection, now: int, limit: int) -> list[OutboxItem]:
-    """The oldest queued envelope of each (sender, recipient) pair, if it is due."""
-    heads = select(func.min(outbox.c.seq)).group_by(outbox.c.sender, outbox.c.recipient).scalar_subquery()
-    rows = await conn.execute(
-        select(outbox)
-        .where(outbox.c.seq.in_(heads), outbox.c.next_attempt_at <= now)
-        .order_by(outbox.c.seq)
-        .limit(limit)
-    )
-    return [_outbox(r) for r in rows.all()]
-
-
-async def next_due_at(conn: AsyncConnection) -> int | None:
-    value = (await conn.execute(select(func.min(outbox.c.next_attempt_at)))).scalar()
-    return None if value is None else int(value)
-
-
 async def reschedule(
     conn: AsyncConnection, seq: int, *, attempts: int, next_attempt_at: int, error: str
 ) -> None:
@@ -279,10 +262,6 @@ async def reschedule(
         .where(outbox.c.seq == seq)
         .values(attempts=attempts, next_attempt_at=next_attempt_at, last_error=error[:500])
     )
-
-
-async def remove(conn: AsyncConnection, seq: int) -> None:
-    await conn.execute(delete(outbox).where(outbox.c.seq == seq))
 
 
 async def remove_many(conn: AsyncConnection, seqs: list[int]) -> None:
