@@ -99,6 +99,45 @@ def test_a_photo_goes_with_a_progress_bar_shows_inline_and_downloads(
     assert hashlib.sha256(saved.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
 
 
+def test_a_file_dropped_on_the_conversation_goes_and_downloads_with_progress(
+    browsers: Browsers, files_network: DevNetwork
+) -> None:
+    alice, bob = _in_conversation(browsers, files_network)
+    # What the browser builds for a drag from the desktop: a DataTransfer holding a File.
+    dropped = alice.page.evaluate_handle(
+        """() => {
+            const transfer = new DataTransfer();
+            const bytes = new Uint8Array(300000).fill(7);
+            transfer.items.add(new File([bytes], "minutes.pdf", { type: "application/pdf" }));
+            return transfer;
+        }"""
+    )
+    alice.page.dispatch_event("#conversation", "dragover", {"dataTransfer": dropped})
+    expect(alice.page.locator("#conversation")).to_have_class(re.compile(r"\bdropping\b"))
+    alice.page.dispatch_event("#conversation", "drop", {"dataTransfer": dropped})
+    expect(alice.page.locator("#conversation")).not_to_have_class(re.compile(r"\bdropping\b"))
+
+    card = bob.message("minutes.pdf").locator(".file-card")
+    expect(card).to_have_attribute("data-state", "ready", timeout=30_000)
+    # Hold the file's bytes on their way to bob's page, so its progress bar is seen.
+    held: list[Route] = []
+    files = re.compile(r"/api/v1/files/[0-9a-f-]+$")
+    bob.page.route(files, lambda route: held.append(route))
+    card.locator(".file-download").click()
+    expect(card.locator(".download-progress")).to_be_visible()
+    for _ in range(50):
+        if held:
+            break
+        bob.page.wait_for_timeout(100)
+    assert held, "the page did not ask for the file"
+    with bob.page.expect_download() as caught:
+        held[0].continue_()
+    bob.page.unroute(files)
+    assert Path(caught.value.path()).read_bytes() == bytes([7]) * 300000
+    assert caught.value.suggested_filename == "minutes.pdf"
+    expect(card.locator(".download-progress")).to_be_hidden()
+
+
 def test_a_hostile_html_file_downloads_and_never_runs(
     browsers: Browsers, files_network: DevNetwork, tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
+from flamechat.crypto.filestream import CHUNK_SIZE
 from flamechat.devnet import DevNetwork
 from tests.conftest import PASSWORDS, make_network
 from tests.integration.files_support import (
@@ -28,7 +29,7 @@ from tests.integration.files_support import (
 from tests.support import ApiSession, login
 
 pytestmark = pytest.mark.integration
-CHUNK = 64 * 1024
+CHUNK = CHUNK_SIZE  # the chunk boundaries the tests straddle are the real ones
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +142,28 @@ def test_an_image_is_shown_inline_with_a_thumbnail_made_on_the_recipients_node(
     with Image.open(io.BytesIO(thumb)) as image:
         assert max(image.size) <= 480
         assert image.size[0] > image.size[1]
+
+
+def test_a_video_is_served_inline_by_range_for_the_browsers_player(
+    alice: ApiSession, bob: ApiSession
+) -> None:
+    # An MP4 header (an ftyp box) then a body: what a player asks for, in ranges.
+    video = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + os.urandom(3 * CHUNK)
+    sent = send_file(alice, "bob", video, name="board-meeting.mp4", mime="video/mp4")
+    got = wait_file_state(bob, "alice", sent["id"])["file"]
+    assert got["type"] == "video/mp4"
+    assert got["media"] == "video"
+    status, headers, body = download(bob, sent["id"], {"Range": "bytes=0-"}, query="?inline=true")
+    assert status == 206
+    assert headers["content-type"] == "video/mp4"
+    assert headers["content-disposition"].startswith("inline;")
+    assert headers["accept-ranges"] == "bytes"
+    assert body == video
+    status, _, body = download(
+        bob, sent["id"], {"Range": f"bytes={CHUNK}-{CHUNK + 999}"}, query="?inline=true"
+    )
+    assert status == 206
+    assert body == video[CHUNK : CHUNK + 1000]
 
 
 def test_a_hostile_html_file_is_only_ever_a_download(alice: ApiSession, bob: ApiSession) -> None:

@@ -221,6 +221,39 @@ def test_a_blocked_senders_next_message_is_dropped_without_telling_them(
     assert "you will not read this" not in incoming_texts(bob, "alice")  # dropped, not held
 
 
+def test_a_user_blocked_by_the_operator_reaches_nobody_on_the_node(
+    net: DevNetwork, alice: ApiSession, bob: ApiSession
+) -> None:
+    node2 = net.nodes[1]
+    carol = login(node2, "carol", PASSWORDS["carol"])  # dave is rate-limited by now
+    node_admin(node2, "block-user", "alice")
+    try:
+        # The operator's list is re-read every couple of seconds: wait until it holds.
+        probe = 0
+
+        def dropped() -> bool:
+            nonlocal probe
+            probe += 1
+            text = f"probe {probe}"
+            sent = alice.send("bob", text)
+            eventually(lambda: state_of(alice, "bob", sent["id"])["state"] != "pending", what="probe left")
+            time.sleep(0.5)
+            return text not in incoming_texts(bob, "alice")
+
+        eventually(dropped, timeout=20, interval=0.5, what="the operator's block in force")
+        for to, session in (("bob", bob), ("carol", carol)):
+            sent = alice.send(to, f"to {to} while blocked by the operator")
+            eventually(lambda s=sent, t=to: state_of(alice, t, s["id"])["state"] == "sent", what="sent")
+            time.sleep(1.0)
+            assert f"to {to} while blocked by the operator" not in incoming_texts(session, "alice")
+    finally:
+        node_admin(node2, "unblock-user", "alice")
+    sent = alice.send("carol", "after the operator's unblock")
+    eventually(
+        lambda: "after the operator's unblock" in incoming_texts(carol, "alice"), timeout=20, what="delivered"
+    )
+
+
 def test_no_request_ended_in_a_server_error(net: DevNetwork) -> None:
     """Runs last in this module: floods, limits and blocks never produced a 500."""
     assert server_errors(net) == []

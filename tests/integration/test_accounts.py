@@ -1,0 +1,95 @@
+"""Issue 2's account administration and the directory's presence, on real processes:
+an administrator resets a password from the CLI (and the node's operator confirms
+it); a node that dies without a word has its users shown offline once the
+directory's presence reports go stale."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from flamechat.devnet import http_json
+from tests.conftest import PASSWORDS
+from tests.integration.conftest import NetworkFactory
+from tests.support import ApiSession, EventStream, eventually, login
+
+pytestmark = pytest.mark.integration
+
+
+def _login_status(url: str, username: str, password: str) -> tuple[int, dict[str, Any]]:
+    status, body, _ = http_json(
+        "POST", url + "/api/v1/sessions", {"username": username, "password": password}
+    )
+    return status, body
+
+
+def test_an_administrator_resets_a_password_from_the_cli(network_factory: NetworkFactory) -> None:
+    net = network_factory()
+    assert net.directory is not None
+    node1, node2 = net.nodes
+    login(node2, "bob", PASSWORDS["bob"])  # bob has keys, so alice can write to him
+    alice = login(node1, "alice", PASSWORDS["alice"])  # her node caches a verifier and her keys
+    alice.send("bob", "written before the reset")
+    data_dir = net.directory.args[net.directory.args.index("--data-dir") + 1]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flamechat",
+            "user",
+            "reset-password",
+            "alice",
+            "--password",
+            "a-brand-new-passphrase",
+            "--password-profile",
+            "minimal",
+            "--data-dir",
+            data_dir,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    status, body = _login_status(node1.url, "alice", PASSWORDS["alice"])
+    assert status == 401
+    assert body["error"]["code"] == "invalid_credentials"
+    # The directory's word alone does not let anyone into a node that knows alice:
+    # a directory operator who reset her password still cannot read her node's data.
+    status, body = _login_status(node1.url, "alice", "a-brand-new-passphrase")
+    assert status == 409
+    assert body["error"]["code"] == "local_credentials_mismatch"
+    # Her node's operator confirms the reset; then the new password works there.
+    node_data = node1.args[node1.args.index("--data-dir") + 1]
+    subprocess.run(
+        [sys.executable, "-m", "flamechat", "node-admin", "forget-user", "alice", "--data-dir", node_data],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    again = login(node1, "alice", "a-brand-new-passphrase")
+    assert [m["body"] for m in again.history("bob")] == ["written before the reset"]
+    assert _login_status(node1.url, "alice", PASSWORDS["alice"])[0] == 401
+
+
+def _shown(session: ApiSession, username: str) -> dict[str, Any]:
+    status, listed = session.call("GET", "/api/v1/users")
+    assert status == 200, listed
+    found: dict[str, Any] = next(u for u in listed["users"] if u["username"] == username)
+    return found
+
+
+def test_a_node_that_dies_silently_has_its_users_shown_offline(network_factory: NetworkFactory) -> None:
+    net = network_factory()  # presence reported every second, kept by the directory for four
+    node1, node2 = net.nodes
+    alice = login(node1, "alice", PASSWORDS["alice"])
+    bob = login(node2, "bob", PASSWORDS["bob"])
+    stream = EventStream(bob).__enter__()
+    try:
+        eventually(lambda: _shown(alice, "bob")["online"], what="bob online for alice")
+        node2.kill()  # no goodbye: its last report simply stops being renewed
+        eventually(lambda: not _shown(alice, "bob")["online"], timeout=20, what="bob offline once stale")
+    finally:
+        stream.close()
