@@ -212,6 +212,21 @@ def test_audio_plays_inline_with_the_browsers_own_player(
     assert 1.4 < duration < 1.6
 
 
+def test_a_file_name_carrying_markup_is_shown_as_text(
+    browsers: Browsers, files_network: DevNetwork, tmp_path: Path
+) -> None:
+    alice, bob = _in_conversation(browsers, files_network)
+    name = "<img src=x onerror=window.top.__pwned=1>.txt"
+    (tmp_path / name).write_text("notes")
+    alice.page.locator("#file-input").set_input_files(str(tmp_path / name))
+    card = bob.message(name).locator(".file-card")
+    expect(card).to_have_attribute("data-state", "ready", timeout=30_000)
+    expect(card.locator(".file-name")).to_have_text(name)
+    expect(card.locator(".file-name img")).to_have_count(0)
+    assert bob.page.evaluate("() => window.__pwned") is None
+    assert alice.page.evaluate("() => window.__pwned") is None
+
+
 def test_an_upload_can_be_cancelled(browsers: Browsers, files_network: DevNetwork, tmp_path: Path) -> None:
     node_a, _ = files_network.nodes
     alice = browsers.login(node_a, "alice")
