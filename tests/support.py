@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import itertools
 import json
 import socket
 import threading
@@ -168,15 +169,20 @@ class EventStream:
 
 
 def server_errors(net: DevNetwork) -> list[str]:
-    """Lines of the processes' logs that show a 500, or any stack trace at all."""
+    """Lines of the processes' logs that show a 500 or a stack trace, each with what follows it.
+
+    A marker line is reported together with the indented lines after it (the
+    traceback's frames and the exception), so a failure in CI names its cause.
+    """
     found = []
     servers = [*net.nodes, *([net.directory] if net.directory else [])]
+    markers = ("unhandled error", "Exception in ASGI application", "Traceback")
     for server in servers:
         if not server.log_path.exists():
             continue
-        for line in server.log_path.read_text(errors="replace").splitlines():
-            if any(
-                sign in line for sign in ("unhandled error", "Exception in ASGI application", "Traceback")
-            ):
-                found.append(f"{server.name}: {line}")
+        lines = server.log_path.read_text(errors="replace").splitlines()
+        for at, line in enumerate(lines):
+            if any(sign in line for sign in markers):
+                following = list(itertools.islice(lines, at + 1, at + 40))
+                found.append("\n".join([f"{server.name}: {line}", *following]))
     return found
