@@ -273,6 +273,7 @@ PINNED_CODES = {
     "directory_unavailable": 503,
     "peer_unavailable": 503,
     "unavailable": 503,
+    "storage_busy": 503,
     "relay_quota_exceeded": 507,
     "quota_exceeded": 507,
 }

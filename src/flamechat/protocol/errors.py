@@ -198,6 +198,12 @@ class ServiceUnavailable(FlameError):
     code = "unavailable"
 
 
+class StorageBusy(ServiceUnavailable):
+    """The node's or directory's database stayed locked past its busy timeout."""
+
+    code = "storage_busy"
+
+
 ALL_ERRORS: tuple[type[FlameError], ...] = (
     FlameError,
     InvalidRequest,
@@ -227,4 +233,5 @@ ALL_ERRORS: tuple[type[FlameError], ...] = (
     DirectoryUnavailable,
     PeerUnavailable,
     ServiceUnavailable,
+    StorageBusy,
 )

@@ -53,7 +53,9 @@ def backoff_delay(
 MAX_BATCH = 100
 MAX_BATCH_BYTES = 384 * 1024
 # Refusals of one envelope in a batch that are worth retrying later.
-TRANSIENT_CODES = frozenset({"directory_unavailable", "unavailable", "peer_unavailable", "rate_limited"})
+TRANSIENT_CODES = frozenset(
+    {"directory_unavailable", "unavailable", "peer_unavailable", "rate_limited", "storage_busy"}
+)
 
 
 class DeliveryWorker(Worker):
