@@ -464,6 +464,10 @@ class FileService:
         body = PlaintextRange(handle, att.file_key, att.size, start, end, att.sha256)
         try:
             first = await asyncio.to_thread(body.next_batch) or b""
+        except errors.FileCorrupted as exc:
+            body.close()
+            await self.repair(att, exc)
+            raise
         except BaseException:
             body.close()
             raise
@@ -475,6 +479,26 @@ class FileService:
             content_type=(att.sniffed_type or DOWNLOAD_TYPE) if shown_inline else DOWNLOAD_TYPE,
             inline=shown_inline,
         )
+
+    async def repair(self, att: AttachmentRecord, problem: errors.FileCorrupted) -> None:
+        """A stored blob failed its check while being served: throw it away and
+        fetch it again from the sender's node (for every recipient here who has it).
+
+        The download that found it is refused or cut; the next one, once the
+        fetch worker has brought and checked a good copy, succeeds. A file this
+        node sent itself has no other copy, and so fails visibly instead.
+        """
+        log.error(
+            "file %s of %s failed its check at rest (%s): discarded, to be fetched again from %s",
+            att.message_id,
+            att.owner,
+            problem.message,
+            "its sender's node" if att.source_node != self.node_id else "nowhere (sent from here)",
+        )
+        await asyncio.to_thread(self.blobs.remove, self.blobs.blob_path(att.blob_id))
+        async with self.db.write() as conn:
+            await node_files.refetch_blob(conn, att.blob_id, now=ms(self.clock))
+        self._wake_fetcher()
 
     async def thumbnail(self, owner: str, message_id: str) -> bytes:
         att = await self.attachment(owner, message_id)

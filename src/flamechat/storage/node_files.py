@@ -185,6 +185,15 @@ async def update_attachment(conn: AsyncConnection, owner: str, message_id: str, 
     )
 
 
+async def refetch_blob(conn: AsyncConnection, blob_id: str, *, now: int) -> None:
+    """Every ready attachment of ``blob_id`` back to ``fetching``, from its first byte."""
+    await conn.execute(
+        update(attachments)
+        .where(attachments.c.blob_id == blob_id, attachments.c.state == "ready")
+        .values(state="fetching", received=0, attempts=0, next_attempt_at=now, error=None, updated_at=now)
+    )
+
+
 async def thumbnail(conn: AsyncConnection, owner: str, message_id: str) -> bytes | None:
     value = (
         await conn.execute(

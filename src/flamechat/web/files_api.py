@@ -7,6 +7,7 @@ says how far the node got, so a client that lost its connection asks
 """
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -14,9 +15,10 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from flamechat.crypto.filestream import CHUNK_SIZE
-from flamechat.protocol import models
+from flamechat.protocol import errors, models
 from flamechat.services.accounts import AccountService, Session
 from flamechat.services.files import PART_MAX_BYTES, Download, FileService, UploadState
 from flamechat.services.messaging import message_view
@@ -66,11 +68,36 @@ def file_headers(download: Download) -> dict[str, str]:
     return headers
 
 
-async def _stream(download: Download) -> AsyncIterator[bytes]:
+class _Cut(Exception):
+    """The file failed its check after the headers went out: cut the connection."""
+
+
+class CuttableStream(StreamingResponse):
+    """A streaming response that can end without completing.
+
+    HTTP has no way to take back a 200 already sent, so a download whose
+    later bytes fail their check is cut short: returning without the final
+    body makes the server close the connection, and the client sees an
+    incomplete transfer instead of a file that merely looks shorter.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with contextlib.suppress(_Cut):
+            await super().__call__(scope, receive, send)
+
+
+async def _stream(download: Download, files: FileService) -> AsyncIterator[bytes]:
     try:
         if download.first:
             yield download.first
-        while (batch := await asyncio.to_thread(download.body.next_batch)) is not None:
+        while True:
+            try:
+                batch = await asyncio.to_thread(download.body.next_batch)
+            except errors.FileCorrupted as exc:
+                await files.repair(download.attachment, exc)
+                raise _Cut from exc
+            if batch is None:
+                return
             yield batch
     finally:
         download.body.close()
@@ -153,8 +180,8 @@ def files_router(*, accounts: AccountService, files: FileService, cookie: str) -
         inline: Annotated[bool, Query(description="show images, audio and video in the page")] = False,
     ) -> Response:
         got = await files.download(session.username, message_id, request.headers.get("range"), inline=inline)
-        return StreamingResponse(
-            _stream(got),
+        return CuttableStream(
+            _stream(got, files),
             status_code=206 if got.span is not None else 200,
             media_type=got.content_type,
             headers=file_headers(got),
