@@ -17,6 +17,7 @@ def make_network(
     *,
     nodes: int = 2,
     presence_interval: float = 1.0,
+    presence_ttl: float = 4.0,
     node_args: Sequence[Sequence[str]] = (),
     users: Mapping[str, str] = PASSWORDS,
 ) -> DevNetwork:
@@ -27,7 +28,7 @@ def make_network(
     """
     net = DevNetwork(root, password_profile="minimal", presence_interval=presence_interval)
     try:
-        net.start_directory(presence_ttl=4.0)
+        net.start_directory(presence_ttl=presence_ttl)
         net.start_nodes([list(node_args[i]) if i < len(node_args) else [] for i in range(nodes)])
         net.create_users(users)
     except BaseException:

@@ -153,7 +153,7 @@ def surfaces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Surface]:
             NODE_LIMIT,
             ("PUT", f"/federation/v1/envelopes/{ENVELOPE_ID}"),
             "/federation/v1/version",
-            ("/federation/v1/presence", ("GET",)),
+            ("/federation/v1/presence", ("GET", "PUT")),
         ),
         "directory": Surface(
             "directory",

@@ -16,7 +16,13 @@ import aiohttp
 from yarl import URL
 
 from flamechat.crypto import NodeKey, sign_request
-from flamechat.protocol.versions import BATCH_FEATURE, PROTOCOL_VERSIONS, NoCommonVersion, negotiate
+from flamechat.protocol.versions import (
+    BATCH_FEATURE,
+    PRESENCE_PUSH_FEATURE,
+    PROTOCOL_VERSIONS,
+    NoCommonVersion,
+    negotiate,
+)
 from flamechat.services.clock import Clock
 from flamechat.services.ports import TransportError
 
@@ -291,6 +297,13 @@ class HttpPeers:
 
     async def presence(self, node_url: str) -> dict[str, Any]:
         return await self.client.call("GET", self._url(node_url, "/presence"), timeout=self.presence_timeout)
+
+    async def push_presence(self, node_url: str, users: list[dict[str, Any]]) -> None:
+        if PRESENCE_PUSH_FEATURE not in await self.features(node_url):
+            return  # an older peer learns it at its next poll of the directory
+        await self.client.call(
+            "PUT", self._url(node_url, "/presence"), {"users": users}, timeout=self.presence_timeout
+        )
 
     async def profile(self, node_url: str, username: str) -> dict[str, Any]:
         path = f"/profiles/{quote(username, safe='')}"

@@ -15,6 +15,7 @@ from flamechat.services.messaging import MessagingService
 from flamechat.services.presence import PresenceService
 from flamechat.services.profiles import ProfileService
 from flamechat.services.relay import RelayService
+from flamechat.storage.records import PresenceEntry
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": models.ErrorBody, "description": "unsigned, badly signed, unknown node or replay"},
@@ -103,6 +104,15 @@ def federation_router(
                 for e in entries
             ]
         }
+
+    @router.put("/presence", status_code=204)
+    async def pushed_presence(body: models.PresenceReport, request: Request) -> None:
+        """A peer's users as it shows them to this node, sent when one changes."""
+        node_id = await verifier.verify(request)
+        await presence.receive_push(
+            node_id,
+            [PresenceEntry(u.username, u.status, u.status_text, tuple(u.hidden_from)) for u in body.users],
+        )
 
     @router.get("/profiles/{username}", response_model=models.SignedProfile)
     async def profile(username: UserPath, request: Request) -> dict[str, Any]:

@@ -12,10 +12,12 @@ FEATURES: tuple[str, ...] = (
     "receipts",
     "relay",
     "presence",
+    "presence-push",  # PUT /federation/v1/presence: a node tells its peers of a change at once
     "profiles",
     "files",
 )
 BATCH_FEATURE = "envelope-batch"
+PRESENCE_PUSH_FEATURE = "presence-push"
 
 
 class NoCommonVersion(Exception):

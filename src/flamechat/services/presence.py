@@ -3,10 +3,14 @@ appear (online, away, busy, invisible), told to local tabs, the directory and,
 while the directory is down, learned straight from peer nodes.
 
 A user is online while at least one of their tabs holds the live event
-stream open; closing the last tab makes them offline at once locally, and
-for everyone else at the next report (``interval``) or, at worst, when the
-directory's presence TTL runs out. "invisible" is reported as offline.
-A user's status is hidden from everyone on their block list.
+stream open; closing the last tab makes them offline at once locally. A
+local change is reported to the directory and pushed straight to the other
+nodes that host users (``PUT /federation/v1/presence``), so their viewers
+see it within a round trip; every ``interval`` the node also reports and
+polls the directory, which covers a lost push, and a node that dies without
+a word has its users shown offline when the directory's presence TTL runs
+out. "invisible" is reported as offline. A user's status is hidden from
+everyone on their block list.
 """
 
 from __future__ import annotations
@@ -56,10 +60,13 @@ class PresenceService:
         self.node_id = node_id
         self.interval = interval
         self._changed = asyncio.Event()
+        self._announce = False
+        self._pushes: set[asyncio.Task[None]] = set()
         events.on_presence_change(lambda _username, _online: self.changed())
 
     def changed(self) -> None:
-        """Something about local presence changed: publish it soon."""
+        """Something about local presence changed: publish it soon, and tell peers."""
+        self._announce = True
         self._changed.set()
 
     async def set_status(self, username: str, status: str, status_text: str) -> ChosenStatus:
@@ -102,8 +109,13 @@ class PresenceService:
         for username in hosted:
             await self.directory.set_presence(username, entries.get(username))
 
-    async def round(self) -> None:
-        """One publish-report-refresh; falls back to asking peers if the directory is down."""
+    async def round(self, *, announce: bool = False) -> None:
+        """One publish-report-refresh; falls back to asking peers if the directory is down.
+
+        With ``announce``, peers are told too, after the directory has the
+        change (so a peer's next refresh from the directory cannot undo it)
+        and after the refresh (so newly known nodes are told as well).
+        """
         await self.publish_local()
         try:
             await self.directory.report_presence(await self.entries())
@@ -112,6 +124,9 @@ class PresenceService:
             await self.poll_peers()
         except errors.FlameError as exc:
             log.info("presence round failed: %s", exc.message)
+        finally:
+            if announce:
+                self._start_push()
 
     async def poll_peers(self) -> None:
         """Ask each known node who of its users is online (bounded, concurrent)."""
@@ -142,6 +157,47 @@ class PresenceService:
 
         await asyncio.gather(*(ask(url, users) for url, users in by_node.items()))
 
+    def _start_push(self) -> None:
+        push = asyncio.get_running_loop().create_task(self.push_to_peers())
+        self._pushes.add(push)
+        push.add_done_callback(self._pushes.discard)
+
+    async def push_to_peers(self) -> None:
+        """Send every other node that hosts users its view of ours (bounded,
+        concurrent; a peer that cannot be reached learns it at its next poll)."""
+        nodes = {
+            user.home_node: user.node_url
+            for user in await self.directory.cached_users()
+            if user.home_node and user.node_url and user.home_node != self.node_id
+        }
+        limit = asyncio.Semaphore(PEER_QUERIES_AT_ONCE)
+
+        async def push(node_id: str, url: str) -> None:
+            async with limit:
+                users = [
+                    {
+                        "username": e.username,
+                        "status": e.status,
+                        "status_text": e.status_text,
+                        "hidden_from": list(e.hidden_from),
+                    }
+                    for e in await self.for_node(node_id)
+                ]
+                try:
+                    await self.peers.push_presence(url, users)
+                except TransportError as exc:
+                    log.info("could not push presence to %s: %s", url, exc)
+
+        await asyncio.gather(*(push(node_id, url) for node_id, url in nodes.items()))
+
+    async def receive_push(self, node_id: str, entries: list[PresenceEntry]) -> None:
+        """A peer's users as it shows them to us: those listed are online, the
+        rest of its users offline. Only the sending node's own users are taken."""
+        listed = {e.username: e for e in entries}
+        for user in await self.directory.cached_users():
+            if user.home_node == node_id:
+                await self.directory.set_presence(user.username, listed.get(user.username))
+
     async def for_node(self, asking_node: str) -> list[PresenceEntry]:
         """Entries for a peer node: block lists cut down to that node's users."""
         theirs = {u.username for u in await self.directory.cached_users() if u.home_node == asking_node}
@@ -155,8 +211,9 @@ class PresenceService:
         while the directory is down, so that its return is noticed quickly)."""
         while True:
             self._changed.clear()
+            announce, self._announce = self._announce, False
             try:
-                await self.round()
+                await self.round(announce=announce)
             except Exception:
                 log.exception("presence round failed")
             wait = self.interval if self.directory.reachable is not False else min(self.interval, OUTAGE_POLL)
