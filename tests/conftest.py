@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from flamechat.devnet import DevNetwork
+from tests.support import log_errors
 
 PASSWORDS = {name: f"{name}-password" for name in ("alice", "bob", "carol", "dave")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_stack_trace_in_any_server_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After every module, no process it started left a 500 or a stack trace in
+    its log, whether or not the module's tests looked (torn down last, so the
+    module's processes have stopped and their logs are whole)."""
+    started = time.time()
+    yield
+    found = [
+        problem
+        for log in sorted(tmp_path_factory.getbasetemp().rglob("logs/*.log"))
+        if log.stat().st_mtime >= started
+        for problem in log_errors(log, str(log.relative_to(tmp_path_factory.getbasetemp())))
+    ]
+    if found:
+        pytest.fail("server logs show errors:\n\n" + "\n\n".join(found), pytrace=False)
 
 
 def make_network(

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -168,21 +169,26 @@ class EventStream:
             self._thread.join(10)
 
 
-def server_errors(net: DevNetwork) -> list[str]:
-    """Lines of the processes' logs that show a 500 or a stack trace, each with what follows it.
+STACK_TRACE_MARKERS = ("unhandled error", "Exception in ASGI application", "Traceback")
 
-    A marker line is reported together with the indented lines after it (the
+
+def log_errors(log_path: Path, name: str) -> list[str]:
+    """Lines of one server log that show a 500 or a stack trace, each with what follows it.
+
+    A marker line is reported together with the lines after it (the
     traceback's frames and the exception), so a failure in CI names its cause.
     """
-    found = []
+    if not log_path.exists():
+        return []
+    lines = log_path.read_text(errors="replace").splitlines()
+    return [
+        "\n".join([f"{name}: {line}", *itertools.islice(lines, at + 1, at + 40)])
+        for at, line in enumerate(lines)
+        if any(sign in line for sign in STACK_TRACE_MARKERS)
+    ]
+
+
+def server_errors(net: DevNetwork) -> list[str]:
+    """:func:`log_errors` of every process of ``net``."""
     servers = [*net.nodes, *([net.directory] if net.directory else [])]
-    markers = ("unhandled error", "Exception in ASGI application", "Traceback")
-    for server in servers:
-        if not server.log_path.exists():
-            continue
-        lines = server.log_path.read_text(errors="replace").splitlines()
-        for at, line in enumerate(lines):
-            if any(sign in line for sign in markers):
-                following = list(itertools.islice(lines, at + 1, at + 40))
-                found.append("\n".join([f"{server.name}: {line}", *following]))
-    return found
+    return [found for server in servers for found in log_errors(server.log_path, server.name)]
