@@ -7,6 +7,8 @@ import http.client
 import itertools
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -192,3 +194,23 @@ def server_errors(net: DevNetwork) -> list[str]:
     """:func:`log_errors` of every process of ``net``."""
     servers = [*net.nodes, *([net.directory] if net.directory else [])]
     return [found for server in servers for found in log_errors(server.log_path, server.name)]
+
+
+def flame(*args: str) -> None:
+    """Run the ``flame`` CLI (as an operator would), failing loudly."""
+    subprocess.run([sys.executable, "-m", "flamechat", *args], check=True, capture_output=True, timeout=60)
+
+
+def data_dir(server: Server) -> str:
+    return server.args[server.args.index("--data-dir") + 1]
+
+
+def reset_password(net: DevNetwork, username: str, password: str, home: Server) -> ApiSession:
+    """The administrator resets ``username``'s password, the operator of their
+    node confirms it, and they log in again: their node makes and publishes
+    new keys."""
+    assert net.directory is not None
+    reset = ["user", "reset-password", username, "--password", password, "--password-profile", "minimal"]
+    flame(*reset, "--data-dir", data_dir(net.directory))
+    flame("node-admin", "forget-user", username, "--data-dir", data_dir(home))
+    return login(home, username, password)

@@ -260,6 +260,7 @@ PINNED_CODES = {
     "not_found": 404,
     "conflict": 409,
     "recipient_not_ready": 409,
+    "keys_changed": 409,
     "local_credentials_mismatch": 409,
     "user_blocked": 409,
     "upload_offset_mismatch": 409,

@@ -123,6 +123,12 @@ class RecipientNotReady(FlameError):
     code = "recipient_not_ready"
 
 
+class KeysChanged(Conflict):
+    """The recipient's keys changed since the sender last wrote with them, unconfirmed."""
+
+    code = "keys_changed"
+
+
 class LocalCredentialsMismatch(FlameError):
     """The directory accepted a password this node's cached verifier refuses."""
 
@@ -220,6 +226,7 @@ ALL_ERRORS: tuple[type[FlameError], ...] = (
     NotFound,
     Conflict,
     RecipientNotReady,
+    KeysChanged,
     LocalCredentialsMismatch,
     PayloadTooLarge,
     MessageTooLarge,

@@ -283,6 +283,16 @@ class UserView(BaseModel):
     local: bool
     blocked: bool = False
     unread: int = Field(default=0, description="received messages not read yet")
+    keys_changed_at: int | None = Field(
+        default=None,
+        description="when this user's keys changed since you last wrote with them, unconfirmed "
+        "(ms); sending is refused with keys_changed until you confirm",
+    )
+
+
+class KeysConfirmed(BaseModel):
+    username: str
+    confirmed: bool
 
 
 class UserList(BaseModel):

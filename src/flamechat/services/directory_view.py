@@ -23,9 +23,9 @@ from flamechat.services.directory import (
 )
 from flamechat.services.events import EventHub
 from flamechat.services.ports import DirectoryPort, TransportError
-from flamechat.storage import node_cache
+from flamechat.storage import node_cache, node_keys
 from flamechat.storage.database import Database
-from flamechat.storage.records import KnownNode, KnownUser, PresenceEntry
+from flamechat.storage.records import KeyWarning, KnownNode, KnownUser, PresenceEntry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,6 +73,8 @@ class DirectoryView:
         # its node. This view is the only writer of those rows and keeps both up
         # to date; the time bound covers the operator's CLI editing the database.
         self._users: dict[str, tuple[float, KnownUser]] = {}
+        self._warnings: dict[str, dict[str, KeyWarning]] = {}  # per viewer; changed only here
+        self._warnings_changes = 0  # a read that saw an older state is not remembered
         self._nodes: dict[str, tuple[float, KnownNode]] = {}
 
     # --- reachability and the directory key ---------------------------------------
@@ -325,22 +327,84 @@ class DirectoryView:
         memo[key] = value
 
     async def _cache(self, users: list[KnownUser]) -> None:
+        warned: dict[str, list[str]] = {}
         async with self.db.write() as conn:
             known = await node_cache.get_users(conn, (u.username for u in users))
             before = {u.username: _visible_state(u) for u in known}
             await node_cache.put_users(conn, users)
+            pinned = await node_keys.pins(conn, [u.username for u in users])
+            for username, keys, before_keys in keys_to_pin(pinned, users):
+                await node_keys.pin(conn, username, keys, now=ms(self.clock))
+                if before_keys is not None:
+                    viewers = await node_keys.correspondents_of(conn, username)
+                    await node_keys.warn(conn, viewers, username, before_keys[0], keys[0], now=ms(self.clock))
+                    warned[username] = viewers
         now = self.clock.now()
         for user in users:
             self._remember(self._users, user.username, (now, user))
         for user in users:
             if before.get(user.username) != _visible_state(user):
                 self.announce(user)
+        if warned:
+            self._warnings_changes += 1
+        for viewers in warned.values():
+            for viewer in viewers:
+                self._warnings.pop(viewer, None)
+        for username, viewers in warned.items():
+            log.warning(
+                "the directory now serves other keys for %s; %d local users must confirm",
+                username,
+                len(viewers),
+            )
+            for viewer in viewers:
+                self.events.publish(viewer, {"type": "keys_changed", "username": username})
+
+    async def key_warnings(self, viewer: str) -> dict[str, KeyWarning]:
+        """The users whose keys changed since ``viewer`` last wrote with them, unconfirmed."""
+        cached = self._warnings.get(viewer)
+        if cached is None:
+            changes = self._warnings_changes
+            async with self.db.read() as conn:
+                cached = await node_keys.warnings_for(conn, viewer)
+            if changes == self._warnings_changes:
+                self._remember(self._warnings, viewer, cached)
+        return cached
+
+    async def confirm_keys(self, viewer: str, username: str) -> None:
+        """``viewer`` has checked ``username``'s new keys (in person, by phone): writing resumes."""
+        async with self.db.write() as conn:
+            confirmed = await node_keys.confirm(conn, viewer, username)
+        self._warnings_changes += 1
+        self._warnings.pop(viewer, None)
+        if not confirmed:
+            raise errors.NotFound(f"there is no key change of {username} to confirm", field="username")
 
     def announce(self, user: KnownUser) -> None:
         """Tell every connected local viewer how ``user`` now looks to them."""
         for viewer in self.events.connected():
             if viewer != user.username:
                 self.events.publish(viewer, {"type": "presence", **shown_presence(user, viewer)})
+
+
+def keys_to_pin(
+    pinned: dict[str, node_keys.Keys], fresh: list[KnownUser]
+) -> list[tuple[str, node_keys.Keys, node_keys.Keys | None]]:
+    """(username, served keys, pinned keys) for every user whose served keys differ
+    from their pin; the pin is None the first time a user's keys are seen, which
+    is no change.
+
+    An answer without keys changes no pin: a directory cannot clear a pin and
+    then serve keys of its own as if for the first time.
+    """
+    found: list[tuple[str, node_keys.Keys, node_keys.Keys | None]] = []
+    for user in fresh:
+        if user.sign_key is None or user.box_key is None:
+            continue
+        keys = (user.sign_key, user.box_key)
+        before = pinned.get(user.username)
+        if before != keys:
+            found.append((user.username, keys, before))
+    return found
 
 
 def _visible_state(user: KnownUser) -> tuple[object, ...]:

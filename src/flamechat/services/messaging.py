@@ -220,6 +220,15 @@ class MessagingService:
         if await self.blocks.is_blocked(username, peer):
             raise UserBlocked(f"you have blocked {peer}; unblock them to write to them")
         recipient = await self._recipient(peer)
+        changed = (await self.directory.key_warnings(username)).get(peer)
+        if changed is not None:
+            raise errors.KeysChanged(
+                f"{peer}'s security keys changed; check with {peer} that this is expected "
+                "(a password reset makes new keys), then confirm before writing again",
+                field="peer",
+                username=peer,
+                changed_at=changed.changed_at,
+            )
         self.keyring.require(username)
         await self.limits.hit("messages", username)
         return recipient

@@ -69,6 +69,29 @@ known_users = Table(
     Column("hidden_from", Text, nullable=False, default="[]"),
 )
 
+# Key continuity: the last keys the directory served for each user (never
+# cleared by an answer without keys), to notice when they change.
+key_pins = Table(
+    "key_pins",
+    metadata,
+    Column("username", String(32), primary_key=True),
+    Column("sign_key", LargeBinary, nullable=False),
+    Column("box_key", LargeBinary, nullable=False),
+    Column("pinned_at", BigInteger, nullable=False),
+)
+
+# Key continuity: ``viewer`` had written with ``username`` when the directory
+# began to serve other keys for them; sending waits for the viewer to confirm.
+key_warnings = Table(
+    "key_warnings",
+    metadata,
+    Column("viewer", String(32), primary_key=True),
+    Column("username", String(32), primary_key=True),
+    Column("old_sign_key", LargeBinary, nullable=False),
+    Column("new_sign_key", LargeBinary, nullable=False),
+    Column("changed_at", BigInteger, nullable=False),
+)
+
 # This node's users' chosen status (online / away / busy / invisible) and text.
 user_status = Table(
     "user_status",

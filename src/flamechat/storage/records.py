@@ -158,3 +158,14 @@ class RelayedEnvelope:
     envelope_id: str
     recipient: str
     payload: str
+
+
+@dataclass(frozen=True)
+class KeyWarning:
+    """``viewer`` has not confirmed that ``username``'s keys changed at ``changed_at`` (ms)."""
+
+    viewer: str
+    username: str
+    old_sign_key: bytes
+    new_sign_key: bytes
+    changed_at: int

@@ -17,7 +17,7 @@ from flamechat.services.events import EventHub
 from flamechat.services.files import FileService
 from flamechat.services.messaging import MessagingService, message_view
 from flamechat.services.ratelimit import RateLimits
-from flamechat.storage.records import KnownUser
+from flamechat.storage.records import KeyWarning, KnownUser
 from flamechat.web.markup import with_html
 from flamechat.web.security import check_origin, session_dependencies, set_session_cookie
 
@@ -41,11 +41,18 @@ UserName = Annotated[str, Path(pattern=USERNAME_PATTERN, examples=["bob"])]
 
 
 def user_view(
-    user: KnownUser, *, viewer: str, node_id: str, blocked: bool = False, unread: int = 0
+    user: KnownUser,
+    *,
+    viewer: str,
+    node_id: str,
+    blocked: bool = False,
+    unread: int = 0,
+    keys_changed: KeyWarning | None = None,
 ) -> dict[str, Any]:
     """A user as ``viewer`` may see them (status hidden if they block the viewer)."""
     return {
         "unread": unread,
+        "keys_changed_at": None if keys_changed is None else keys_changed.changed_at,
         **shown_presence(user, viewer),
         "title": user.title,
         "department": user.department,
@@ -114,6 +121,7 @@ def api_router(
             listed, source = await directory.cached_users(), "cache"
         mine = set(await blocks.blocked_by(session.username))
         unread = await messaging.unread(session.username)
+        changed = await directory.key_warnings(session.username)
         return {
             "users": [
                 user_view(
@@ -122,6 +130,7 @@ def api_router(
                     node_id=node_id,
                     blocked=u.username in mine,
                     unread=unread.get(u.username, 0),
+                    keys_changed=changed.get(u.username),
                 )
                 for u in listed
             ],
@@ -132,9 +141,20 @@ def api_router(
     @router.get("/users/{username}", response_model=models.UserView)
     async def user(username: UserName, session: Reader) -> dict[str, Any]:
         blocked = await blocks.is_blocked(session.username, username)
+        changed = (await directory.key_warnings(session.username)).get(username)
         return user_view(
-            await directory.resolve(username), viewer=session.username, node_id=node_id, blocked=blocked
+            await directory.resolve(username),
+            viewer=session.username,
+            node_id=node_id,
+            blocked=blocked,
+            keys_changed=changed,
         )
+
+    @router.post("/users/{username}/keys/confirm", response_model=models.KeysConfirmed)
+    async def confirm_keys(username: UserName, session: Writer) -> dict[str, Any]:
+        """The viewer checked ``username``'s new keys with them: writing to them resumes."""
+        await directory.confirm_keys(session.username, username)
+        return {"username": username, "confirmed": True}
 
     @router.get("/conversations/{peer}/messages", response_model=models.MessagePage)
     async def history(

@@ -83,6 +83,7 @@ def page_router(
         async def build(session: Session) -> dict[str, Any]:
             mine = set(await blocks.blocked_by(session.username))
             unread = await messaging.unread(session.username)
+            changed = await directory.key_warnings(session.username)
             users = [
                 user_view(
                     u,
@@ -90,6 +91,7 @@ def page_router(
                     node_id=node_id,
                     blocked=u.username in mine,
                     unread=unread.get(u.username, 0),
+                    keys_changed=changed.get(u.username),
                 )
                 for u in await directory.cached_users()
                 if u.username != session.username

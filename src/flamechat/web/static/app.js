@@ -9,7 +9,10 @@
 
 (() => {
   const { me, api, on, emit, $, uuid4 } = flame;
-  const state = { peer: null, oldestCursor: null, opening: 0, blocked: new Set(), presence: new Map() };
+  const state = {
+    peer: null, oldestCursor: null, opening: 0, blocked: new Set(), presence: new Map(),
+    keysChanged: new Map(), // username → when their keys changed, until confirmed (ms)
+  };
   const renderHooks = [];
 
   // --- people ---------------------------------------------------------------------------
@@ -67,6 +70,8 @@
       if (user.username === me) continue;
       setPresence(ensureUserItem(user.username), user);
       if (user.blocked) state.blocked.add(user.username); else state.blocked.delete(user.username);
+      if (user.keys_changed_at) state.keysChanged.set(user.username, user.keys_changed_at);
+      else state.keysChanged.delete(user.username);
       if (user.username !== state.peer) setUnread(user.username, user.unread || 0);
     }
     showUnreadTotal();
@@ -265,11 +270,18 @@
 
   function showBlocked() {
     const blocked = state.blocked.has(state.peer);
+    const changed = state.keysChanged.get(state.peer);
     $("block-toggle").textContent = blocked ? "Unblock" : "Block";
     $("block-toggle").dataset.blocked = blocked ? "true" : "false";
     $("blocked-note").hidden = !blocked;
-    $("message-input").disabled = blocked;
-    $("send-button").disabled = blocked;
+    $("keys-note").hidden = !changed;
+    if (changed) {
+      const li = userItem(state.peer);
+      $("keys-note-name").textContent = li ? li.querySelector(".name").textContent : state.peer;
+      $("keys-note-when").textContent = `on ${new Date(changed).toLocaleString()}`;
+    }
+    $("message-input").disabled = blocked || Boolean(changed);
+    $("send-button").disabled = blocked || Boolean(changed);
   }
 
   async function openConversation(peer, { around = null } = {}) {
@@ -339,7 +351,9 @@
       const saved = await api("POST", `/conversations/${encodeURIComponent(peer)}/messages`, { id, body: text });
       if (state.peer === peer) renderMessage(saved);
     } catch (exc) {
+      if (exc.code === "keys_changed") state.keysChanged.set(peer, Date.now());
       if (state.peer !== peer) return;
+      if (exc.code === "keys_changed") showBlocked();
       setMessageState(id, "failed", exc.message);
       $("send-error").textContent = exc.message;
       $("send-error").hidden = false;
@@ -388,6 +402,11 @@
     }
   });
   on("jump", (event) => { $("search-results").hidden = true; openConversation(event.conversation, { around: event.id }); });
+  on("keys_changed", (event) => {
+    state.keysChanged.set(event.username, Date.now());
+    if (state.peer === event.username) showBlocked();
+    loadUsers(); // the exact time, from the node
+  });
   on("blocked", (event) => {
     if (event.blocked) state.blocked.add(event.username); else state.blocked.delete(event.username);
     if (state.peer === event.username) showBlocked();
@@ -427,6 +446,20 @@
     }
     emit({ type: "blocked", username: peer, blocked: !blocked });
   });
+  $("keys-confirm").addEventListener("click", async () => {
+    const peer = state.peer;
+    try {
+      await api("POST", `/users/${encodeURIComponent(peer)}/keys/confirm`, {});
+    } catch (exc) {
+      if (exc.code !== "not_found") { // not_found: confirmed already, in another tab
+        $("send-error").textContent = exc.message;
+        $("send-error").hidden = false;
+        return;
+      }
+    }
+    state.keysChanged.delete(peer);
+    if (state.peer === peer) { showBlocked(); $("message-input").focus(); }
+  });
   window.addEventListener("hashchange", () => {
     const [peer, id] = decodeURIComponent(window.location.hash.slice(1)).split("/");
     if (peer && (peer !== state.peer || id)) openConversation(peer, { around: id || null });
@@ -440,6 +473,7 @@
       status_text: li.querySelector(".status-text").textContent,
     });
     if (li.dataset.blocked === "true") state.blocked.add(li.dataset.username);
+    if (li.dataset.keysChanged) state.keysChanged.set(li.dataset.username, Number(li.dataset.keysChanged));
   });
 
   flame.chat = {

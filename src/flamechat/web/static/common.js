@@ -41,7 +41,7 @@ const flame = (() => {
   function connect() {
     if (!("EventSource" in window)) { document.body.dataset.live = "polling"; startPolling(); return; }
     const source = new EventSource("/api/v1/events");
-    for (const type of ["message", "message_state", "presence", "directory", "resync", "file"]) {
+    for (const type of ["message", "message_state", "presence", "directory", "resync", "file", "keys_changed"]) {
       source.addEventListener(type, (e) => {
         let event;
         try { event = JSON.parse(e.data); } catch (exc) { return; }

@@ -1,0 +1,73 @@
+"""Key continuity on real processes: when the directory starts serving other keys
+for bob (here because his password was reset, which is also what a directory
+substituting its own keys would look like), alice, who had written with bob,
+is stopped and told until she confirms; carol, who never had, is not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import PASSWORDS
+from tests.integration.conftest import NetworkFactory
+from tests.support import ApiSession, EventStream, eventually, login, reset_password
+
+pytestmark = pytest.mark.integration
+
+NEW_PASSWORD = "bobs-brand-new-passphrase"
+
+
+def _listed(session: ApiSession, username: str) -> dict[str, Any]:
+    status, listed = session.call("GET", "/api/v1/users")
+    assert status == 200, listed
+    found: dict[str, Any] = next(u for u in listed["users"] if u["username"] == username)
+    return found
+
+
+def test_a_changed_key_stops_those_who_wrote_before_until_they_confirm(
+    network_factory: NetworkFactory,
+) -> None:
+    net = network_factory()
+    node1, node2 = net.nodes
+    bob = login(node2, "bob", PASSWORDS["bob"])
+    alice = login(node1, "alice", PASSWORDS["alice"])
+    carol = login(node1, "carol", PASSWORDS["carol"])
+    alice.send("bob", "written under bob's first keys")
+    assert _listed(alice, "bob")["keys_changed_at"] is None
+
+    with EventStream(alice) as alice_tab:
+        bob = reset_password(net, "bob", NEW_PASSWORD, node2)
+        # alice's node learns bob's new keys from the directory's signed list.
+        shown = eventually(lambda: (u := _listed(alice, "bob"))["keys_changed_at"] and u, what="change seen")
+        assert isinstance(shown["keys_changed_at"], int)
+
+        def told() -> bool:
+            return any(
+                e.get("type") == "keys_changed" and e.get("username") == "bob" for e in alice_tab.received()
+            )
+
+        eventually(told, what="alice's open tab told")
+
+    status, body = alice.call("POST", "/api/v1/conversations/bob/messages", {"body": "sealed to whom?"})
+    assert status == 409, body
+    assert body["error"]["code"] == "keys_changed"
+    assert body["error"]["details"]["username"] == "bob"
+
+    # carol had never written with bob: his current keys are simply the ones she meets.
+    assert _listed(carol, "bob")["keys_changed_at"] is None
+    carol.send("bob", "hello from carol")
+
+    status, body = alice.call("POST", "/api/v1/users/bob/keys/confirm", {})
+    assert status == 200, body
+    assert _listed(alice, "bob")["keys_changed_at"] is None
+    alice.send("bob", "checked with you by phone")
+    status, body = alice.call("POST", "/api/v1/users/bob/keys/confirm", {})
+    assert (status, body["error"]["code"]) == (404, "not_found")
+
+    def arrived() -> list[str] | None:
+        texts = [m["body"] for m in bob.history("alice")]
+        return texts if "checked with you by phone" in texts else None
+
+    assert "sealed to whom?" not in eventually(arrived, what="alice's confirmed message at bob's")
+    assert "hello from carol" in [m["body"] for m in bob.history("carol")]
