@@ -35,6 +35,7 @@ def test_a_key_change_is_shown_and_holds_sending_until_confirmed(
     expect(alice.page.locator("#keys-note-name")).to_have_text("Bob")
     expect(alice.page.locator("#message-input")).to_be_disabled()
     expect(alice.page.locator("#send-button")).to_be_disabled()
+    expect(alice.page.locator("#attach-button")).to_be_disabled()
 
     alice.page.reload()  # the warning is the node's, not the page's memory
     alice.open_conversation("bob")
@@ -43,6 +44,7 @@ def test_a_key_change_is_shown_and_holds_sending_until_confirmed(
     alice.page.locator("#keys-confirm").click()
     expect(note).to_be_hidden()
     expect(alice.page.locator("#message-input")).to_be_enabled()
+    expect(alice.page.locator("#attach-button")).to_be_enabled()
     alice.send("checked with you by phone")
     expect(alice.message("checked with you by phone")).to_have_attribute("data-state", GONE_OUT)
     eventually(

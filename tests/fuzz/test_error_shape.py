@@ -102,6 +102,7 @@ def assert_error(answer: Answer, status: int, code: str) -> dict[str, Any]:
     assert isinstance(error["message"], str), body
     assert error["message"], body
     assert set(error) <= {"code", "message", "field", "details"}, body
+    assert isinstance(error.get("details", {}), dict), body  # always an object when present
     text = answer.body.decode()
     assert "Traceback" not in text, text
     assert 'File "' not in text, text

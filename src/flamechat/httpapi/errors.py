@@ -59,9 +59,11 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     message = str(first.get("msg", "invalid request"))
     if first.get("type") == "json_invalid":
         field, message = "body", "the body is not valid JSON"
-    details = [
-        {"field": _field(tuple(p.get("loc", ()))), "message": str(p.get("msg"))} for p in problems[:20]
-    ]
+    details = {
+        "problems": [
+            {"field": _field(tuple(p.get("loc", ()))), "message": str(p.get("msg"))} for p in problems[:20]
+        ]
+    }
     return error_response(422, "invalid_request", f"{field}: {message}", field=field, details=details)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -45,6 +45,9 @@ class ErrorDetail(BaseModel):
     code: str
     message: str
     field: str | None = None
+    details: dict[str, Any] | None = Field(
+        default=None, description="more about this error: always an object, its keys depend on the code"
+    )
 
 
 class ErrorBody(BaseModel):

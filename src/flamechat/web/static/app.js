@@ -280,8 +280,7 @@
       $("keys-note-name").textContent = li ? li.querySelector(".name").textContent : state.peer;
       $("keys-note-when").textContent = `on ${new Date(changed).toLocaleString()}`;
     }
-    $("message-input").disabled = blocked || Boolean(changed);
-    $("send-button").disabled = blocked || Boolean(changed);
+    for (const id of ["message-input", "send-button", "attach-button"]) $(id).disabled = blocked || Boolean(changed);
   }
 
   async function openConversation(peer, { around = null } = {}) {
