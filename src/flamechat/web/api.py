@@ -1,10 +1,12 @@
 """The local API the browser (or a CLI) uses, ``/api/v1``."""
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sse_starlette.sse import EventSourceResponse
 
@@ -37,6 +39,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 MESSAGE_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 # A user named in a path: bounded and well formed before any lookup or write (invariant 6).
+SHUTDOWN = "_shutdown"  # internal to the events endpoint, never sent
+
 UserName = Annotated[str, Path(pattern=USERNAME_PATTERN, examples=["bob"])]
 
 
@@ -194,8 +198,20 @@ def api_router(
     @router.get("/events", response_class=EventSourceResponse)
     async def stream(session: Reader, request: Request) -> EventSourceResponse:
         sub = events.subscribe(session.username)
+        # Set by sse-starlette when the server shuts down: the feed then ends by
+        # itself, so the response completes instead of being cancelled midway
+        # (which uvicorn logs as an error at every restart of a node in use).
+        shutdown = anyio.Event()
+
+        async def end_on_shutdown() -> None:
+            await shutdown.wait()
+            with contextlib.suppress(asyncio.QueueEmpty):
+                if sub.queue.full():
+                    sub.queue.get_nowait()
+            sub.queue.put_nowait({"type": SHUTDOWN})
 
         async def feed() -> AsyncIterator[dict[str, str]]:
+            watcher = asyncio.get_running_loop().create_task(end_on_shutdown())
             try:
                 status = "offline" if directory.reachable is False else "online"
                 yield {"event": "directory", "data": json.dumps({"type": "directory", "status": status})}
@@ -206,13 +222,16 @@ def api_router(
                         if await request.is_disconnected():
                             return
                         continue
+                    if event.get("type") == SHUTDOWN:
+                        return
                     if event.get("type") == "message":
                         shown = await files.decorate(session.username, [with_html(event["message"])])
                         event = {**event, "message": shown[0]}
                     yield {"event": str(event.get("type", "message")), "data": json.dumps(event)}
             finally:
+                watcher.cancel()
                 events.unsubscribe(sub)
 
-        return EventSourceResponse(feed(), ping=10)
+        return EventSourceResponse(feed(), ping=10, shutdown_event=shutdown, shutdown_grace_period=2.0)
 
     return router
