@@ -51,3 +51,41 @@ def test_a_key_change_is_shown_and_holds_sending_until_confirmed(
         lambda: "checked with you by phone" in [m["body"] for m in bob.history("alice")],
         what="the message read by bob under his new keys",
     )
+
+
+def test_both_people_read_the_same_safety_number_and_it_follows_a_key_change(
+    browsers: Browsers, network: DevNetwork
+) -> None:
+    node1, node2 = network.nodes
+    dave = browsers.login(node2, "dave")
+    carol = browsers.login(node1, "carol")
+    carol.open_conversation("dave")
+    carol.send("shall we compare numbers?")
+    expect(carol.message("shall we compare numbers?")).to_have_attribute("data-state", GONE_OUT)
+
+    carol.goto("/profile/dave")
+    dave.goto("/profile/carol")
+    before = carol.page.locator("#safety-number").inner_text()
+    assert re.fullmatch(r"(\d{5} ){11}\d{5}", before), before
+    expect(dave.page.locator("#safety-number")).to_have_text(before)
+    expect(carol.page.locator("#safety-changed")).to_have_count(0)
+
+    reset_password(network, "dave", "daves-new-passphrase", node2)
+    carol.goto("/")
+    carol.open_conversation("dave")
+    expect(carol.page.locator("#keys-note")).to_be_visible()
+    carol.page.locator("#keys-compare").click()
+    carol.page.wait_for_url(re.compile(r"/profile/dave#safety$"))
+    expect(carol.page.locator("#safety-changed")).to_be_visible()
+    after = carol.page.locator("#safety-number").inner_text()
+    assert after != before
+    carol.page.locator("#safety-confirm").click()
+    expect(carol.page.locator("#safety-confirmed")).to_be_visible()
+    carol.goto("/")
+    carol.open_conversation("dave")
+    expect(carol.page.locator("#keys-note")).to_be_hidden()
+    expect(carol.page.locator("#message-input")).to_be_enabled()
+
+    dave_again = browsers.login(node2, "dave", "daves-new-passphrase")
+    dave_again.goto("/profile/carol")
+    expect(dave_again.page.locator("#safety-number")).to_have_text(after)

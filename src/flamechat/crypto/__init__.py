@@ -1,7 +1,9 @@
 """Pure cryptographic recipes for Flame Chat.
 
-Everything here composes libsodium (through PyNaCl) constructions; nothing
-here does I/O. The constructions are written down in ``docs/protocol.md``.
+Everything here composes audited primitives — libsodium through PyNaCl, the
+file chunks' ChaCha20-Poly1305 through ``cryptography``, SHA-2 through
+``hashlib`` — and nothing here does I/O. The constructions are written down
+in ``docs/protocol.md``.
 """
 
 from flamechat.crypto.canonical import b64decode, b64encode, canonical_json

@@ -293,6 +293,11 @@ class UserView(BaseModel):
     )
 
 
+class SafetyNumber(BaseModel):
+    username: str
+    safety_number: str = Field(description="twelve groups of five digits, the same on both sides")
+
+
 class KeysConfirmed(BaseModel):
     username: str
     confirmed: bool

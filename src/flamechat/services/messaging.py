@@ -13,6 +13,7 @@ so a receipt sent twice is the same receipt.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -29,6 +30,7 @@ from flamechat.crypto import (
     verify_envelope_origin,
 )
 from flamechat.crypto.errors import CryptoError
+from flamechat.crypto.safety import safety_number
 from flamechat.protocol import errors
 from flamechat.protocol.ids import new_id
 from flamechat.services.blocks import BlockService
@@ -274,6 +276,19 @@ class MessagingService:
         self.events.publish(username, {"type": "message", "message": message_view(record)})
         self._wake()
         return record
+
+    async def safety_number(self, username: str, peer: str) -> str:
+        """The digits ``username`` and ``peer`` compare, out of band, to know that
+        this node seals to ``peer``'s real keys (and theirs to ``username``'s)."""
+        mine = self.keyring.require(username).public
+        theirs = await self._recipient(peer)
+        assert theirs.sign_key is not None  # _recipient checked both
+        assert theirs.box_key is not None
+        return await asyncio.to_thread(
+            safety_number,
+            (username, mine.sign, mine.box),
+            (peer, theirs.sign_key, theirs.box_key),
+        )
 
     def register_kind(self, kind: str, handler: KindHandler) -> None:
         """Let another service accept envelopes of ``kind`` (files)."""

@@ -154,6 +154,14 @@ def api_router(
             keys_changed=changed,
         )
 
+    @router.get("/users/{username}/safety-number", response_model=models.SafetyNumber)
+    async def safety(username: UserName, session: Reader) -> dict[str, Any]:
+        """Sixty digits both people see alike while each node holds the other's real keys."""
+        return {
+            "username": username,
+            "safety_number": await messaging.safety_number(session.username, username),
+        }
+
     @router.post("/users/{username}/keys/confirm", response_model=models.KeysConfirmed)
     async def confirm_keys(username: UserName, session: Writer) -> dict[str, Any]:
         """The viewer checked ``username``'s new keys with them: writing to them resumes."""

@@ -108,10 +108,17 @@ def page_router(
             except errors.UnknownUser:
                 profile = None
             shown: dict[str, Any] = {"status": "offline", "status_text": ""}
+            safety = None
             if profile is not None:
                 with contextlib.suppress(errors.FlameError):
                     shown = shown_presence(await directory.resolve(username), session.username)
+                if username != session.username:
+                    with contextlib.suppress(errors.FlameError):  # no keys yet: nothing to compare
+                        safety = await messaging.safety_number(session.username, username)
+            changed = (await directory.key_warnings(session.username)).get(username)
             return {
+                "safety_number": safety,
+                "keys_changed": changed is not None,
                 "profile": profile,
                 "presence": shown,
                 "username": username,

@@ -279,6 +279,7 @@
       const li = userItem(state.peer);
       $("keys-note-name").textContent = li ? li.querySelector(".name").textContent : state.peer;
       $("keys-note-when").textContent = `on ${new Date(changed).toLocaleString()}`;
+      $("keys-compare").href = `/profile/${encodeURIComponent(state.peer)}#safety`;
     }
     for (const id of ["message-input", "send-button", "attach-button"]) $(id).disabled = blocked || Boolean(changed);
   }

@@ -42,6 +42,19 @@
     $("profile-status").textContent = [label, event.online ? event.status_text : ""].filter(Boolean).join(" · ");
     if (event.display_name) $("profile-name").textContent = event.display_name;
   });
+  const confirm = $("safety-confirm");
+  if (confirm) {
+    confirm.addEventListener("click", async () => {
+      try {
+        await api("POST", `/users/${encodeURIComponent(username)}/keys/confirm`, {});
+      } catch (exc) {
+        if (exc.code !== "not_found") return; // not_found: confirmed already elsewhere
+      }
+      $("safety-changed").replaceChildren(Object.assign(document.createElement("p"), {
+        id: "safety-confirmed", textContent: "Confirmed: you can write to them again.",
+      }));
+    });
+  }
   const block = $("profile-block");
   if (block) {
     block.addEventListener("click", async () => {
