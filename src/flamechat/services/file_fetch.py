@@ -7,7 +7,10 @@ Rules:
   transfer, or a restart of either node, continues where it stopped.
 * Every byte is checked as it arrives: the SHA-256 of the blob must equal
   its address, every chunk must authenticate under the file key, and the
-  plaintext's SHA-256 must equal the hash the sender signed. A blob that
+  plaintext's SHA-256 must equal the hash the sender signed. Checking and
+  writing run in two threads side by side, so the ``.part`` file may hold
+  bytes not yet checked; it becomes the blob only after every check passed,
+  a resumed transfer checks it again from its first byte, and a blob that
   fails is thrown away and never served.
 * Transient failures (sender's node down, timeouts) retry with backoff, as
   the outbox does; refusals and expiry fail the file visibly.
