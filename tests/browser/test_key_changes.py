@@ -70,10 +70,16 @@ def test_both_people_read_the_same_safety_number_and_it_follows_a_key_change(
     expect(dave.page.locator("#safety-number")).to_have_text(before)
     expect(carol.page.locator("#safety-changed")).to_have_count(0)
 
-    reset_password(network, "dave", "daves-new-passphrase", node2)
+    # They read the digits to each other; carol marks dave verified.
+    carol.page.locator("#verify-toggle").click()
+    expect(carol.page.locator("#verified-mark")).to_be_visible()
     carol.goto("/")
     carol.open_conversation("dave")
-    expect(carol.page.locator("#keys-note")).to_be_visible()
+    expect(carol.page.locator("#peer-verified")).to_be_visible()
+
+    reset_password(network, "dave", "daves-new-passphrase", node2)
+    expect(carol.page.locator("#keys-note")).to_be_visible()  # live, in the open conversation
+    expect(carol.page.locator("#peer-verified")).to_be_hidden()  # verified keys are not the keys now
     carol.page.locator("#keys-compare").click()
     carol.page.wait_for_url(re.compile(r"/profile/dave#safety$"))
     expect(carol.page.locator("#safety-changed")).to_be_visible()

@@ -71,3 +71,45 @@ def test_a_changed_key_stops_those_who_wrote_before_until_they_confirm(
 
     assert "sealed to whom?" not in eventually(arrived, what="alice's confirmed message at bob's")
     assert "hello from carol" in [m["body"] for m in bob.history("carol")]
+
+
+def test_a_contact_verified_by_safety_number_stays_verified_only_while_their_keys_do(
+    network_factory: NetworkFactory,
+) -> None:
+    net = network_factory()
+    node1, node2 = net.nodes
+    login(node2, "bob", PASSWORDS["bob"])
+    alice = login(node1, "alice", PASSWORDS["alice"])
+    alice.send("bob", "hello bob")
+
+    def safety() -> str:
+        status, body = alice.call("GET", "/api/v1/users/bob/safety-number")
+        assert status == 200, body
+        return str(body["safety_number"])
+
+    first = safety()
+    wrong = first[:-1] + ("1" if first[-1] != "1" else "2")
+    status, body = alice.call("PUT", "/api/v1/users/bob/verified", {"safety_number": wrong})
+    assert (status, body["error"]["code"]) == (409, "conflict")
+    assert _listed(alice, "bob")["verified"] is False
+    status, body = alice.call("PUT", "/api/v1/users/bob/verified", {"safety_number": first})
+    assert status == 200, body
+    assert _listed(alice, "bob")["verified"] is True
+
+    reset_password(net, "bob", NEW_PASSWORD, node2)
+    shown = eventually(lambda: (u := _listed(alice, "bob"))["keys_changed_at"] and u, what="change seen")
+    assert shown["verified"] is False  # what was verified is not what is held now
+    second = safety()
+    assert second != first
+    status, body = alice.call("PUT", "/api/v1/users/bob/verified", {"safety_number": first})
+    assert (status, body["error"]["code"]) == (409, "conflict")  # the old comparison proves nothing now
+
+    status, body = alice.call("PUT", "/api/v1/users/bob/verified", {"safety_number": second})
+    assert status == 200, body
+    shown = _listed(alice, "bob")
+    assert (shown["verified"], shown["keys_changed_at"]) == (True, None)  # verifying confirmed the change
+    alice.send("bob", "verified, and writing again")
+
+    status, body = alice.call("DELETE", "/api/v1/users/bob/verified")
+    assert (status, body["verified"]) == (200, False)
+    assert _listed(alice, "bob")["verified"] is False

@@ -44,6 +44,7 @@ VALID: dict[type[BaseModel], dict[str, Any]] = {
     models.EnvelopeWire: ENVELOPE,
     models.RelayDeposit: {"recipient_node": NODE_ID, "envelope": ENVELOPE},
     models.EnvelopeBatch: {"envelopes": [ENVELOPE]},
+    models.MarkVerified: {"safety_number": " ".join(["12345"] * 12)},
     models.RelayAcks: {"seqs": [1, 2, 3]},
     models.NodeRegistration: {"url": "http://node.example:8701", "public_key": KEY},
     models.LoginCheck: {"username": "alice", "password": "pw"},

@@ -286,6 +286,10 @@ class UserView(BaseModel):
     local: bool
     blocked: bool = False
     unread: int = Field(default=0, description="received messages not read yet")
+    verified: bool = Field(
+        default=False,
+        description="you compared safety numbers with this user, and their keys are unchanged since",
+    )
     keys_changed_at: int | None = Field(
         default=None,
         description="when this user's keys changed since you last wrote with them, unconfirmed "
@@ -296,6 +300,17 @@ class UserView(BaseModel):
 class SafetyNumber(BaseModel):
     username: str
     safety_number: str = Field(description="twelve groups of five digits, the same on both sides")
+
+
+class MarkVerified(Strict):
+    safety_number: str = Field(
+        min_length=60, max_length=80, description="the digits you compared, as the page showed them"
+    )
+
+
+class Verified(BaseModel):
+    username: str
+    verified: bool
 
 
 class KeysConfirmed(BaseModel):

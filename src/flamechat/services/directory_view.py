@@ -370,6 +370,26 @@ class DirectoryView:
                 self._remember(self._warnings, viewer, cached)
         return cached
 
+    async def verified(self, viewer: str) -> set[str]:
+        """The users ``viewer`` verified whose keys are still the ones verified."""
+        async with self.db.read() as conn:
+            marked = await node_keys.verified_for(conn, viewer)
+            current = await node_keys.pins(conn, list(marked))
+        return {username for username, keys in marked.items() if current.get(username) == keys}
+
+    async def mark_verified(self, viewer: str, username: str, keys: node_keys.Keys | None) -> None:
+        """``viewer`` compared safety numbers with ``username`` over ``keys``, or
+        (``None``) takes that back. Verifying also confirms a change of those
+        keys: the comparison is exactly the check a key change asks for."""
+        async with self.db.write() as conn:
+            if keys is None:
+                await node_keys.unmark_verified(conn, viewer, username)
+                return
+            await node_keys.mark_verified(conn, viewer, username, keys, now=ms(self.clock))
+            await node_keys.confirm(conn, viewer, username)
+        self._warnings_changes += 1
+        self._warnings.pop(viewer, None)
+
     async def confirm_keys(self, viewer: str, username: str) -> None:
         """``viewer`` has checked ``username``'s new keys (in person, by phone): writing resumes."""
         async with self.db.write() as conn:

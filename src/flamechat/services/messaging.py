@@ -290,6 +290,21 @@ class MessagingService:
             (peer, theirs.sign_key, theirs.box_key),
         )
 
+    async def verify_contact(self, username: str, peer: str, compared: str) -> None:
+        """Mark ``peer`` verified for ``username``: only if ``compared``, the number
+        they read out to each other, is the number of the keys held now (keys that
+        changed since the page showed it are not verified by mistake)."""
+        theirs = await self._recipient(peer)
+        assert theirs.sign_key is not None  # _recipient checked both
+        assert theirs.box_key is not None
+        current = await self.safety_number(username, peer)
+        if " ".join(compared.split()) != current:
+            raise errors.Conflict(
+                f"{peer}'s keys are not the ones whose safety number you compared; compare again",
+                field="safety_number",
+            )
+        await self.directory.mark_verified(username, peer, (theirs.sign_key, theirs.box_key))
+
     def register_kind(self, kind: str, handler: KindHandler) -> None:
         """Let another service accept envelopes of ``kind`` (files)."""
         self._kinds[kind] = handler

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flamechat.storage.node_schema import key_pins, key_warnings, local_accounts, messages
+from flamechat.storage.node_schema import key_pins, key_warnings, local_accounts, messages, verified_keys
 from flamechat.storage.records import KeyWarning
 
 Keys = tuple[bytes, bytes]  # (Ed25519 signing key, X25519 box key)
@@ -76,3 +76,24 @@ async def confirm(conn: AsyncConnection, viewer: str, username: str) -> bool:
         delete(key_warnings).where(key_warnings.c.viewer == viewer, key_warnings.c.username == username)
     )
     return bool(result.rowcount)
+
+
+async def mark_verified(conn: AsyncConnection, viewer: str, username: str, keys: Keys, *, now: int) -> None:
+    await unmark_verified(conn, viewer, username)
+    await conn.execute(
+        insert(verified_keys).values(
+            viewer=viewer, username=username, sign_key=keys[0], box_key=keys[1], verified_at=now
+        )
+    )
+
+
+async def unmark_verified(conn: AsyncConnection, viewer: str, username: str) -> None:
+    await conn.execute(
+        delete(verified_keys).where(verified_keys.c.viewer == viewer, verified_keys.c.username == username)
+    )
+
+
+async def verified_for(conn: AsyncConnection, viewer: str) -> dict[str, Keys]:
+    """The keys ``viewer`` verified, per user (whether or not they are still current)."""
+    rows = await conn.execute(select(verified_keys).where(verified_keys.c.viewer == viewer))
+    return {r.username: (r.sign_key, r.box_key) for r in rows}

@@ -92,6 +92,18 @@ key_warnings = Table(
     Column("changed_at", BigInteger, nullable=False),
 )
 
+# Verified contacts: ``viewer`` compared safety numbers with ``username`` while
+# these were ``username``'s keys (verified only while they still are).
+verified_keys = Table(
+    "verified_keys",
+    metadata,
+    Column("viewer", String(32), primary_key=True),
+    Column("username", String(32), primary_key=True),
+    Column("sign_key", LargeBinary, nullable=False),
+    Column("box_key", LargeBinary, nullable=False),
+    Column("verified_at", BigInteger, nullable=False),
+)
+
 # This node's users' chosen status (online / away / busy / invisible) and text.
 user_status = Table(
     "user_status",

@@ -52,10 +52,12 @@ def user_view(
     blocked: bool = False,
     unread: int = 0,
     keys_changed: KeyWarning | None = None,
+    verified: bool = False,
 ) -> dict[str, Any]:
     """A user as ``viewer`` may see them (status hidden if they block the viewer)."""
     return {
         "unread": unread,
+        "verified": verified,
         "keys_changed_at": None if keys_changed is None else keys_changed.changed_at,
         **shown_presence(user, viewer),
         "title": user.title,
@@ -126,6 +128,7 @@ def api_router(
         mine = set(await blocks.blocked_by(session.username))
         unread = await messaging.unread(session.username)
         changed = await directory.key_warnings(session.username)
+        verified = await directory.verified(session.username)
         return {
             "users": [
                 user_view(
@@ -135,6 +138,7 @@ def api_router(
                     blocked=u.username in mine,
                     unread=unread.get(u.username, 0),
                     keys_changed=changed.get(u.username),
+                    verified=u.username in verified,
                 )
                 for u in listed
             ],
@@ -152,6 +156,7 @@ def api_router(
             node_id=node_id,
             blocked=blocked,
             keys_changed=changed,
+            verified=username in await directory.verified(session.username),
         )
 
     @router.get("/users/{username}/safety-number", response_model=models.SafetyNumber)
@@ -161,6 +166,17 @@ def api_router(
             "username": username,
             "safety_number": await messaging.safety_number(session.username, username),
         }
+
+    @router.put("/users/{username}/verified", response_model=models.Verified)
+    async def verify(username: UserName, body: models.MarkVerified, session: Writer) -> dict[str, Any]:
+        """We compared our safety number: mark this user verified (while their keys stay)."""
+        await messaging.verify_contact(session.username, username, body.safety_number)
+        return {"username": username, "verified": True}
+
+    @router.delete("/users/{username}/verified", response_model=models.Verified)
+    async def unverify(username: UserName, session: Writer) -> dict[str, Any]:
+        await directory.mark_verified(session.username, username, None)
+        return {"username": username, "verified": False}
 
     @router.post("/users/{username}/keys/confirm", response_model=models.KeysConfirmed)
     async def confirm_keys(username: UserName, session: Writer) -> dict[str, Any]:

@@ -84,6 +84,7 @@ def page_router(
             mine = set(await blocks.blocked_by(session.username))
             unread = await messaging.unread(session.username)
             changed = await directory.key_warnings(session.username)
+            verified = await directory.verified(session.username)
             users = [
                 user_view(
                     u,
@@ -92,6 +93,7 @@ def page_router(
                     blocked=u.username in mine,
                     unread=unread.get(u.username, 0),
                     keys_changed=changed.get(u.username),
+                    verified=u.username in verified,
                 )
                 for u in await directory.cached_users()
                 if u.username != session.username
@@ -119,6 +121,7 @@ def page_router(
             return {
                 "safety_number": safety,
                 "keys_changed": changed is not None,
+                "verified": username in await directory.verified(session.username),
                 "profile": profile,
                 "presence": shown,
                 "username": username,

@@ -12,6 +12,7 @@
   const state = {
     peer: null, oldestCursor: null, opening: 0, blocked: new Set(), presence: new Map(),
     keysChanged: new Map(), // username → when their keys changed, until confirmed (ms)
+    verified: new Set(), // users whose safety number was compared, keys unchanged since
   };
   const renderHooks = [];
 
@@ -70,6 +71,7 @@
       if (user.username === me) continue;
       setPresence(ensureUserItem(user.username), user);
       if (user.blocked) state.blocked.add(user.username); else state.blocked.delete(user.username);
+      if (user.verified) state.verified.add(user.username); else state.verified.delete(user.username);
       if (user.keys_changed_at) state.keysChanged.set(user.username, user.keys_changed_at);
       else state.keysChanged.delete(user.username);
       if (user.username !== state.peer) setUnread(user.username, user.unread || 0);
@@ -275,6 +277,7 @@
     $("block-toggle").dataset.blocked = blocked ? "true" : "false";
     $("blocked-note").hidden = !blocked;
     $("keys-note").hidden = !changed;
+    $("peer-verified").hidden = !state.verified.has(state.peer);
     if (changed) {
       const li = userItem(state.peer);
       $("keys-note-name").textContent = li ? li.querySelector(".name").textContent : state.peer;
@@ -404,6 +407,7 @@
   on("jump", (event) => { $("search-results").hidden = true; openConversation(event.conversation, { around: event.id }); });
   on("keys_changed", (event) => {
     state.keysChanged.set(event.username, Date.now());
+    state.verified.delete(event.username); // verified keys are no longer the keys
     if (state.peer === event.username) showBlocked();
     loadUsers(); // the exact time, from the node
   });
@@ -473,6 +477,7 @@
       status_text: li.querySelector(".status-text").textContent,
     });
     if (li.dataset.blocked === "true") state.blocked.add(li.dataset.username);
+    if (li.dataset.verified === "true") state.verified.add(li.dataset.username);
     if (li.dataset.keysChanged) state.keysChanged.set(li.dataset.username, Number(li.dataset.keysChanged));
   });
 

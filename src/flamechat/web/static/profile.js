@@ -55,6 +55,25 @@
       }));
     });
   }
+  const toggle = $("verify-toggle");
+  if (toggle) {
+    toggle.addEventListener("click", async () => {
+      const verified = toggle.dataset.verified === "true";
+      const path = `/users/${encodeURIComponent(username)}/verified`;
+      try {
+        if (verified) await api("DELETE", path);
+        else await api("PUT", path, { safety_number: $("safety-number").textContent.trim() });
+      } catch (exc) {
+        toggle.title = exc.message;
+        return;
+      }
+      toggle.dataset.verified = verified ? "false" : "true";
+      toggle.textContent = verified ? "We compared them: mark as verified" : "Unmark as verified";
+      $("verified-mark").hidden = verified;
+      const changed = $("safety-changed");
+      if (!verified && changed) changed.hidden = true; // verifying confirms the change
+    });
+  }
   const block = $("profile-block");
   if (block) {
     block.addEventListener("click", async () => {
