@@ -60,6 +60,7 @@ def test_both_people_read_the_same_safety_number_and_it_follows_a_key_change(
     dave = browsers.login(node2, "dave")
     carol = browsers.login(node1, "carol")
     carol.open_conversation("dave")
+    expect(carol.page.locator("#peer-verify")).to_have_attribute("href", "/profile/dave#safety")
     carol.send("shall we compare numbers?")
     expect(carol.message("shall we compare numbers?")).to_have_attribute("data-state", GONE_OUT)
 
@@ -76,10 +77,12 @@ def test_both_people_read_the_same_safety_number_and_it_follows_a_key_change(
     carol.goto("/")
     carol.open_conversation("dave")
     expect(carol.page.locator("#peer-verified")).to_be_visible()
+    expect(carol.page.locator("#peer-verify")).to_be_hidden()
 
     reset_password(network, "dave", "daves-new-passphrase", node2)
     expect(carol.page.locator("#keys-note")).to_be_visible()  # live, in the open conversation
     expect(carol.page.locator("#peer-verified")).to_be_hidden()  # verified keys are not the keys now
+    expect(carol.page.locator("#peer-verify")).to_be_visible()
     carol.page.locator("#keys-compare").click()
     carol.page.wait_for_url(re.compile(r"/profile/dave#safety$"))
     expect(carol.page.locator("#safety-changed")).to_be_visible()

@@ -278,6 +278,8 @@
     $("blocked-note").hidden = !blocked;
     $("keys-note").hidden = !changed;
     $("peer-verified").hidden = !state.verified.has(state.peer);
+    $("peer-verify").hidden = state.verified.has(state.peer);
+    $("peer-verify").href = `/profile/${encodeURIComponent(state.peer)}#safety`;
     if (changed) {
       const li = userItem(state.peer);
       $("keys-note-name").textContent = li ? li.querySelector(".name").textContent : state.peer;
