@@ -83,3 +83,11 @@ async def test_a_block_made_from_the_cli_applies_within_the_cache_time(
     clock.advance(ADMIN_CACHE_SECONDS)
     with pytest.raises(NodeBlocked):
         await blocks.refuse_node(NODE)
+
+
+async def test_a_blocked_node_is_known_as_a_senders_home_too(blocks: BlockService) -> None:
+    assert not await blocks.node_blocked(NODE)
+    await blocks.admin_block("node", NODE)
+    assert await blocks.node_blocked(NODE)  # what the receive path asks of a relayed envelope
+    assert not await blocks.node_blocked("n" + "c" * 24)
+    assert not await blocks.drops("alice", "bob")  # a node block names no user

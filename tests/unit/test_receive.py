@@ -7,19 +7,26 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+from nacl.bindings import sodium_pad
+from nacl.public import PublicKey, SealedBox
 
 from flamechat.crypto import UserKeys, b64encode, seal_envelope
+from flamechat.crypto import envelope as envelope_crypto
+from flamechat.crypto.canonical import canonical_json
 from flamechat.protocol import errors
 from flamechat.services.blocks import BlockService
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.events import EventHub, Subscription
+from flamechat.services.files import FileService
 from flamechat.services.keyring import KeyRing
 from flamechat.services.messaging import MessagingService
 from flamechat.services.ratelimit import RateLimits, RateSettings
-from flamechat.storage import node_accounts, node_cache, node_messages
+from flamechat.storage import node_accounts, node_cache, node_files, node_messages
+from flamechat.storage.blob_store import BlobStore
 from flamechat.storage.database import Database
 from flamechat.storage.records import KnownUser, LocalAccount
 from tests.unit.support import DirectoryDown, FakeClock, user_keys
@@ -187,3 +194,154 @@ async def test_envelopes_wait_sealed_while_the_recipient_is_logged_out(node: Nod
 async def test_unknown_kinds_are_ignored_not_stored(node: Node) -> None:
     assert await node.messaging.receive(ALICE_NODE, envelope(kind="poll", body={"q": "?"})) == "duplicate"
     assert await node.inbox() == []
+
+
+# --- operator blocks through relays, sizes, and every kind a block drops ---------------------
+
+
+async def test_an_operator_blocked_nodes_users_are_dropped_when_their_envelopes_come_by_relay(
+    node: Node,
+) -> None:
+    await node.blocks.admin_block("node", ALICE_NODE)
+    # The relay itself is not blocked, and its request is admitted; alice's home is.
+    assert await node.messaging.receive(RELAY_NODE, envelope(5), relayed=True) == "stored"
+    assert await node.inbox() == []
+    assert await node.outbox() == []  # no delivery receipt either
+    assert node.events() == []
+    await node.blocks.admin_unblock("node", ALICE_NODE)
+    assert await node.messaging.receive(RELAY_NODE, envelope(6), relayed=True) == "stored"
+    assert await node.inbox() == ["hello 6"]
+
+
+async def test_an_envelope_held_before_its_node_was_blocked_is_not_opened_after(node: Node) -> None:
+    node.keyring.lock("bob")
+    assert await node.messaging.receive(RELAY_NODE, envelope(1), relayed=True) == "stored"
+    await node.blocks.admin_block("node", ALICE_NODE)
+    node.keyring.unlock("bob", BOB)
+    assert await node.messaging.open_held("bob") == 0
+    assert await node.inbox() == []
+    assert await node.messaging.open_held("bob") == 0  # and it is gone, not kept for later
+
+
+async def test_a_received_message_over_64_kib_is_refused_like_a_sent_one(node: Node) -> None:
+    big = envelope(1, body={"text": "x" * (100 * 1024)})
+    with pytest.raises(errors.MessageTooLarge) as refused:
+        await node.messaging.receive(ALICE_NODE, big)
+    assert refused.value.status == 413
+    assert await node.inbox() == []
+    assert await node.outbox() == []  # no receipt for what was refused
+    # In a batch it refuses only itself; exactly 64 KiB is still a message.
+    fits = envelope(2, body={"text": "y" * (64 * 1024)})
+    outcomes = await node.messaging.receive_batch(
+        ALICE_NODE, [envelope(3, body={"text": "x" * 70_000}), fits]
+    )
+    assert [o.status for o in outcomes] == ["refused", "stored"]
+    assert outcomes[0].error is not None
+    assert outcomes[0].error.code == "message_too_large"
+    assert await node.inbox() == ["y" * (64 * 1024)]
+
+
+async def test_an_oversized_message_held_while_logged_out_is_dropped_when_opened(node: Node) -> None:
+    node.keyring.lock("bob")
+    assert await node.messaging.receive(ALICE_NODE, envelope(1, body={"text": "x" * 70_000})) == "stored"
+    assert await node.messaging.receive(ALICE_NODE, envelope(2)) == "stored"
+    node.keyring.unlock("bob", BOB)
+    assert await node.messaging.open_held("bob") == 1
+    assert await node.inbox() == ["hello 2"]
+
+
+def file_body(name: str = "plan.pdf") -> dict[str, Any]:
+    return {
+        "name": name,
+        "size": 10,
+        "sha256": "0" * 64,
+        "blob": "1" * 64,
+        "key": b64encode(b"k" * 32),
+        "node": ALICE_NODE,
+        "type": "application/pdf",
+    }
+
+
+@pytest.mark.parametrize("operator", [False, True])
+async def test_a_blocked_senders_files_are_dropped_too(node: Node, tmp_path: Path, operator: bool) -> None:
+    FileService(node.db, BlobStore(tmp_path), node.messaging, FakeClock(), node_id=ME)  # handles "file"
+    assert await node.messaging.receive(ALICE_NODE, envelope(1, kind="file", body=file_body("a.pdf")))
+    assert await node.inbox() == ["a.pdf"]  # files are stored when nobody blocks
+    if operator:
+        await node.blocks.admin_block("user", "alice")
+    else:
+        await node.blocks.block("bob", "alice")
+    node.events()
+    assert (
+        await node.messaging.receive(ALICE_NODE, envelope(2, kind="file", body=file_body("b.pdf")))
+        == "stored"
+    )
+    assert await node.inbox() == ["a.pdf"]
+    async with node.db.read() as conn:
+        assert await node_files.find_attachment(conn, "bob", envelope(2)["id"]) is None
+    assert node.events() == []
+
+
+@pytest.mark.parametrize("operator", [False, True])
+async def test_a_blocked_senders_receipts_are_dropped_too(node: Node, operator: bool) -> None:
+    async def bobs_message(n: int) -> str:
+        message_id = f"00000000-0000-7000-9000-{n:012d}"
+        async with node.db.write() as conn:
+            await node_messages.add_message(
+                conn,
+                owner="bob",
+                peer="alice",
+                message_id=message_id,
+                direction="out",
+                sender="bob",
+                recipient="alice",
+                body=f"to alice {n}",
+                sent_at=n,
+                state="sent",
+                now=n,
+            )
+        return message_id
+
+    def receipt(n: int, message_id: str) -> dict[str, Any]:
+        return envelope(n, kind="receipt", body={"status": "read", "message_ids": [message_id]})
+
+    async def state(message_id: str) -> str:
+        async with node.db.read() as conn:
+            found = await node_messages.find_message(conn, "bob", message_id)
+        assert found is not None
+        return found.state
+
+    first = await bobs_message(1)
+    await node.messaging.receive(ALICE_NODE, receipt(1, first))
+    assert await state(first) == "read"  # receipts count when nobody blocks
+    second = await bobs_message(2)
+    if operator:
+        await node.blocks.admin_block("user", "alice")
+    else:
+        await node.blocks.block("bob", "alice")
+    node.events()
+    assert await node.messaging.receive(ALICE_NODE, receipt(2, second)) == "stored"
+    assert await state(second) == "sent"  # alice's read mark never reaches bob
+    assert node.events() == []
+
+
+def hand_sealed(inner: bytes, header: dict[str, Any]) -> dict[str, Any]:
+    """Seal content bytes as a dishonest node could write them (not via canonical JSON)."""
+    signed = canonical_json(
+        {"c": b64encode(inner), "s": b64encode(ALICE.sign(envelope_crypto._INNER_DOMAIN + inner))}
+    )
+    ciphertext = bytes(SealedBox(PublicKey(BOB.public.box)).encrypt(sodium_pad(signed, 256)))
+    signature = ALICE.sign(envelope_crypto._outer_message(header, ciphertext))
+    return {**header, "ciphertext": b64encode(ciphertext), "signature": b64encode(signature)}
+
+
+async def test_content_that_is_not_utf8_is_refused_not_a_server_error(node: Node) -> None:
+    header = {"v": 1, "id": "00000000-0000-7000-8000-000000000009", "sender": "alice", "recipient": "bob"}
+    header["sent_at"] = 5
+    content = {**header, "kind": "message", "body": {"text": "a\ud800b"}}  # a lone surrogate
+    wire = hand_sealed(json.dumps(content).encode(), header)  # escaped as \ud800: valid JSON
+    outcomes = await node.messaging.receive_batch(ALICE_NODE, [wire, envelope(1)])
+    assert [o.status for o in outcomes] == ["refused", "stored"]  # the rest of the batch is kept
+    assert outcomes[0].error is not None
+    assert outcomes[0].error.code == "envelope_rejected"
+    assert await node.inbox() == ["hello 1"]

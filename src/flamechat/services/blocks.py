@@ -4,7 +4,8 @@ A blocked sender's messages, files and receipts are dropped at the
 recipient's node and the sender is told nothing (the node answers as if it
 stored them). The blocker's status is hidden from the blocked person.
 Operator blocks apply node-wide: a blocked node's federation requests are
-refused; a blocked user's envelopes are dropped for every user here.
+refused, and its users' envelopes are dropped however they arrive (through a
+relay too); a blocked user's envelopes are dropped for every user here.
 """
 
 from __future__ import annotations
@@ -64,8 +65,12 @@ class BlockService:
         """Should an envelope from ``sender`` to ``recipient`` be silently dropped?"""
         return ("user", sender) in await self._admin_blocks() or await self.is_blocked(recipient, sender)
 
+    async def node_blocked(self, node_id: str | None) -> bool:
+        """Has the operator blocked ``node_id`` (a requester, or a sender's home node)?"""
+        return node_id is not None and ("node", node_id) in await self._admin_blocks()
+
     async def refuse_node(self, node_id: str) -> None:
-        if ("node", node_id) in await self._admin_blocks():
+        if await self.node_blocked(node_id):
             raise NodeBlocked("this node refuses requests from your node")
 
     async def _admin_blocks(self) -> set[tuple[str, str]]:

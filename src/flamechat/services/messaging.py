@@ -146,6 +146,19 @@ def message_view(record: MessageRecord) -> dict[str, Any]:
     }
 
 
+def check_received(opened: OpenedEnvelope) -> None:
+    """A received envelope's content is held to what a sending node can produce:
+    UTF-8 text (a lone surrogate, ``"\\ud800"`` in its JSON, could not be stored)
+    and, for a message, at most 64 KiB of it."""
+    try:
+        json.dumps(opened.body, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        raise errors.EnvelopeRejected("the envelope's content is not valid UTF-8") from exc
+    text = opened.body.get("text") if opened.kind == "message" else None
+    if isinstance(text, str) and len(text.encode()) > MAX_BODY_BYTES:
+        raise errors.MessageTooLarge(f"a message holds at most {MAX_BODY_BYTES} bytes of text", field="body")
+
+
 def encode_cursor(record: MessageRecord) -> str:
     return f"{record.sent_at}.{record.seq}"
 
@@ -506,6 +519,10 @@ class MessagingService:
             sender = await self.directory.resolve(envelope.sender)
         sender = await self._check_origin(envelope, sender, None if relayed else from_node)
         seen.senders[envelope.sender] = sender
+        if await self.blocks.node_blocked(sender.home_node):
+            # The operator blocked the sender's node: its own requests are refused,
+            # and what it routes through a relay is dropped here.
+            return None
         keys = self.keyring.get(envelope.recipient)
         if keys is None:
             return _Examined(envelope, wire, sender, None, None)
@@ -514,6 +531,7 @@ class MessagingService:
             opened = open_envelope(envelope, recipient_keys=keys, sender_sign_key=sender.sign_key)
         except CryptoError as exc:
             raise errors.EnvelopeRejected(f"envelope does not open: {exc}") from exc
+        check_received(opened)
         return _Examined(envelope, wire, sender, keys, opened)
 
     async def _store(self, ready: list[tuple[int, _Examined]], outcomes: list[Outcome]) -> None:
@@ -667,8 +685,11 @@ class MessagingService:
                         raise errors.Forbidden(f"{envelope.sender} is blocked")
                     sender = await self.directory.resolve(envelope.sender)
                     sender = await self._check_origin(envelope, sender)
+                    if await self.blocks.node_blocked(sender.home_node):
+                        raise errors.Forbidden(f"{envelope.sender}'s node is blocked")
                     assert sender.sign_key is not None
                     opened = open_envelope(envelope, recipient_keys=keys, sender_sign_key=sender.sign_key)
+                    check_received(opened)
                     opened_count += await self._accept(opened, keys, sender)
                 except errors.DirectoryUnavailable:
                     return opened_count  # keep it held; try again at the next login
