@@ -1,17 +1,19 @@
 """Issue 2's account administration and the directory's presence, on real processes:
 an administrator resets a password from the CLI (and the node's operator confirms
 it); a node that dies without a word has its users shown offline once the
-directory's presence reports go stale."""
+directory's presence reports go stale; a user's first logins sent all at once
+leave one set of keys, which others can write to."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from flamechat.devnet import http_json
+from flamechat.devnet import DevNetwork, http_json
 from tests.conftest import PASSWORDS
 from tests.integration.conftest import NetworkFactory
 from tests.support import ApiSession, EventStream, eventually, login
@@ -93,3 +95,24 @@ def test_a_node_that_dies_silently_has_its_users_shown_offline(network_factory: 
         eventually(lambda: not _shown(alice, "bob")["online"], timeout=20, what="bob offline once stale")
     finally:
         stream.close()
+
+
+def test_first_logins_sent_at_once_leave_keys_that_others_can_write_to(network: DevNetwork) -> None:
+    node1, node2 = network.nodes
+    with ThreadPoolExecutor(6) as pool:  # six tabs logging dave in for the first time, all at once
+        sessions = list(pool.map(lambda _: login(node1, "dave", PASSWORDS["dave"]), range(6)))
+    carol = login(node2, "carol", PASSWORDS["carol"])
+    sent = carol.send("dave", "hello, however many tabs you have")
+
+    def arrived() -> bool:
+        return [m["body"] for m in sessions[-1].history("carol")] == ["hello, however many tabs you have"]
+
+    eventually(arrived, timeout=30, what="carol's message in dave's history")
+    state = eventually(
+        lambda: (
+            next(m["state"] for m in carol.history("dave") if m["id"] == sent["id"]) in ("delivered", "read")
+        ),
+        timeout=30,
+        what="carol's message delivered to dave",
+    )
+    assert state

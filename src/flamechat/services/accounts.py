@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -92,6 +93,7 @@ class AccountService:
         # do not each read the session table. Logout forgets at once; a session
         # deleted by another process (node-admin) lives here at most that long.
         self._sessions: dict[str, tuple[int, SessionRecord]] = {}
+        self._first_logins = KeyedLocks()
 
     def on_unlock(self, callback: Callable[[str], Awaitable[None]]) -> None:
         """Run ``callback(username)`` after a user's keys are unlocked at login."""
@@ -108,29 +110,13 @@ class AccountService:
                 raise
             directory_online = False
             record = None
-        local_ok = account is not None and await asyncio.to_thread(
-            verify_password, self.hasher, account.verifier, password
-        )
-        if account is not None and not local_ok:
-            if directory_online:
-                raise errors.LocalCredentialsMismatch(
-                    "this node knows a different password for you; the node operator "
-                    "must run `flame node-admin forget-user` after a password reset"
-                )
-            raise errors.InvalidCredentials("wrong username or password")
-
+        keys: UserKeys | None = None
         if account is None:
-            keys = UserKeys.generate()
-            account = await asyncio.to_thread(self._new_account, username, password, keys)
-            async with self.db.write() as conn:
-                await node_accounts.put_account(conn, account, ms(self.clock))
-        else:
-            try:
-                secret = await asyncio.to_thread(unwrap_with_password, account.wrapped_keys, password)
-                keys = UserKeys.from_bytes(secret)
-            except CryptoError as exc:
-                raise errors.LocalCredentialsMismatch("stored keys do not open with this password") from exc
+            account, keys = await self._first_account(username, password)
+        if keys is None:  # the node knew the user, or another login just made the account
+            keys = await self._open_account(account, password, directory_online=directory_online)
 
+        # Only the stored keys are ever published: they are the ones this node opens envelopes with.
         if record is not None and (record.sign_key != account.sign_key or record.box_key != account.box_key):
             await self.publish_keys(username, keys)
 
@@ -152,6 +138,40 @@ class AccountService:
         for callback in self._on_unlock:
             await callback(username)
         return LoginResult(_encode_token(token), session, directory_online)
+
+    async def _first_account(self, username: str, password: str) -> tuple[LocalAccount, UserKeys | None]:
+        """Create the user's account and keys, once: first logins running at the
+        same time wait for each other here, and the later ones get the account
+        the first made (with ``None`` for keys: they must open the stored ones)."""
+        async with self._first_logins.hold(username):
+            async with self.db.read() as conn:
+                stored = await node_accounts.get_account(conn, username)
+            if stored is not None:
+                return stored, None
+            keys = UserKeys.generate()
+            fresh = await asyncio.to_thread(self._new_account, username, password, keys)
+            async with self.db.write() as conn:
+                stored = await node_accounts.put_account(conn, fresh, ms(self.clock))
+        if stored.wrapped_keys != fresh.wrapped_keys:  # another process created it meanwhile
+            return stored, None
+        return stored, keys
+
+    async def _open_account(
+        self, account: LocalAccount, password: str, *, directory_online: bool
+    ) -> UserKeys:
+        """The stored keys, if the node's own verifier accepts ``password``."""
+        if not await asyncio.to_thread(verify_password, self.hasher, account.verifier, password):
+            if directory_online:
+                raise errors.LocalCredentialsMismatch(
+                    "this node knows a different password for you; the node operator "
+                    "must run `flame node-admin forget-user` after a password reset"
+                )
+            raise errors.InvalidCredentials("wrong username or password")
+        try:
+            secret = await asyncio.to_thread(unwrap_with_password, account.wrapped_keys, password)
+        except CryptoError as exc:
+            raise errors.LocalCredentialsMismatch("stored keys do not open with this password") from exc
+        return UserKeys.from_bytes(secret)
 
     def _new_account(self, username: str, password: str, keys: UserKeys) -> LocalAccount:
         public = keys.public
@@ -235,6 +255,30 @@ class AccountService:
     async def hosted(self) -> set[str]:
         async with self.db.read() as conn:
             return await node_accounts.hosted_usernames(conn)
+
+
+class KeyedLocks:
+    """One asyncio lock per key, kept only while someone holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 def _encode_token(token: bytes) -> str:

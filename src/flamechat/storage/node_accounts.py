@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flamechat.storage.node_messages import insert_ignore
 from flamechat.storage.node_schema import local_accounts, sessions
 from flamechat.storage.records import LocalAccount, SessionRecord
 
@@ -23,20 +24,28 @@ async def get_account(conn: AsyncConnection, username: str) -> LocalAccount | No
     )
 
 
-async def put_account(conn: AsyncConnection, account: LocalAccount, now: int) -> None:
-    values = {
-        "verifier": account.verifier,
-        "wrapped_keys": account.wrapped_keys,
-        "sign_key": account.sign_key,
-        "box_key": account.box_key,
-        "keys_published": int(account.keys_published),
-        "updated_at": now,
-    }
-    result = await conn.execute(
-        update(local_accounts).where(local_accounts.c.username == account.username).values(values)
+async def put_account(conn: AsyncConnection, account: LocalAccount, now: int) -> LocalAccount:
+    """Store a new account unless the user already has one; return the stored one.
+
+    Never overwrites: two first logins at once (or a login racing the CLI)
+    must not leave the node with keys other than those it published, so the
+    second writer gets the first one's account back and must use its keys.
+    """
+    await conn.execute(
+        insert_ignore(conn, local_accounts).values(
+            username=account.username,
+            verifier=account.verifier,
+            wrapped_keys=account.wrapped_keys,
+            sign_key=account.sign_key,
+            box_key=account.box_key,
+            keys_published=int(account.keys_published),
+            created_at=now,
+            updated_at=now,
+        )
     )
-    if result.rowcount == 0:
-        await conn.execute(insert(local_accounts).values(username=account.username, created_at=now, **values))
+    stored = await get_account(conn, account.username)
+    assert stored is not None  # inserted, or there already
+    return stored
 
 
 async def set_published(conn: AsyncConnection, username: str, published: bool) -> None:
