@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from flamechat.crypto import b64decode, b64encode, sign_document, verify_document
-from flamechat.protocol import errors
+from flamechat.protocol import errors, models
+from flamechat.services.clock import ms
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.events import EventHub
 from flamechat.services.keyring import KeyRing
@@ -207,6 +208,15 @@ async def test_never_fetched_and_node_down_shows_the_directory_card_as_stale(wor
         {**bobs_profile(), "signature": "not base64"},
         {"profile": "bob", "signature": bobs_profile()["signature"]},
         {},
+        # Signed by bob's key, but not a profile: his node is buggy or hostile.
+        bobs_profile(display_name=5),
+        bobs_profile(about=["x"]),
+        bobs_profile(title="x" * 100_000),
+        bobs_profile(display_name=""),
+        bobs_profile(updated_at=True),
+        bobs_profile(updated_at="1"),
+        bobs_profile(avatar_sha256="../../etc/passwd"),
+        bobs_profile(location={"nested": "object"}),
     ],
 )
 async def test_a_forged_profile_is_neither_shown_nor_cached(world: World, answer: dict[str, Any]) -> None:
@@ -215,6 +225,39 @@ async def test_a_forged_profile_is_neither_shown_nor_cached(world: World, answer
     assert shown["display_name"] == "Bob"  # the directory card, not the forgery
     assert shown["stale"] is True
     assert await world.stored("bob") is None
+    models.ProfileView(**shown)  # what GET /api/v1/users/bob/profile answers: no 500
+
+
+async def test_a_bad_profile_leaves_the_last_good_one_shown_stale(world: World) -> None:
+    world.peers.profile_answer = bobs_profile()
+    await world.profiles.view("bob")
+    world.peers.profile_answer = bobs_profile(about=["x"], updated_at=2)
+    world.clock.advance(61)
+    shown = await world.profiles.view("bob")
+    assert (shown["display_name"], shown["about"], shown["stale"]) == ("Bob Builder", "hi", True)
+    assert (await world.stored("bob") or {})["about"] == "hi"  # the bad one was not cached
+
+
+async def test_fields_a_newer_node_adds_are_ignored_not_shown(world: World) -> None:
+    world.peers.profile_answer = bobs_profile(pronouns="he/him")
+    shown = await world.profiles.view("bob")
+    assert (shown["display_name"], shown["stale"]) == ("Bob Builder", False)
+    assert "pronouns" not in shown
+
+
+async def test_a_bad_profile_cached_before_the_checks_is_not_shown(world: World) -> None:
+    bad = bobs_profile(display_name=5)
+    async with world.db.write() as conn:  # as an older version of this node cached it
+        await node_social.put_profile(
+            conn,
+            node_social.StoredProfile(
+                "bob", json.dumps(bad["profile"]), b64decode(bad["signature"]), None, ms(world.clock)
+            ),
+        )
+    world.peers.down = True
+    shown = await world.profiles.view("bob")
+    assert (shown["display_name"], shown["stale"]) == ("Bob", True)  # the directory card
+    models.ProfileView(**shown)
 
 
 async def test_an_altered_profile_is_refused(world: World) -> None:

@@ -345,6 +345,23 @@ class EditProfile(Strict):
     about: Annotated[str, Field(max_length=2000)] = ""
 
 
+class ProfileDocument(BaseModel):
+    """A profile as its owner's node signs and serves it, checked by every reader
+    before it is cached or shown: the bounds of :class:`EditProfile`, no coercion.
+    Unknown fields are ignored (a newer node may sign more), never shown."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    username: Username
+    display_name: Annotated[str, Field(min_length=1, max_length=80)]
+    title: ShortText = ""
+    department: ShortText = ""
+    location: ShortText = ""
+    about: Annotated[str, Field(max_length=2000)] = ""
+    avatar_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    updated_at: Annotated[int, Field(ge=0, le=2**53)] | None = None
+
+
 class ProfileView(BaseModel):
     username: str
     display_name: str

@@ -17,10 +17,11 @@ import warnings
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import ValidationError
 
 from flamechat.crypto import SignatureError, b64decode, b64encode, sign_document, verify_document
 from flamechat.crypto.errors import MalformedError
-from flamechat.protocol import errors
+from flamechat.protocol import errors, models
 from flamechat.services.clock import Clock, ms
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.keyring import KeyRing
@@ -156,8 +157,10 @@ class ProfileService:
         }
         if user.home_node == self.node_id:
             return {**base, **(_document(cached) if cached else {}), "stale": False}
-        if cached is not None and ms(self.clock) - cached.fetched_at <= self.fresh_for * 1000:
-            return {**base, **_document(cached), "stale": False}
+        shown = _checked_or_none(cached)  # a cache written before the checks may hold anything
+        fresh = cached is not None and ms(self.clock) - cached.fetched_at <= self.fresh_for * 1000
+        if shown is not None and fresh:
+            return {**base, **shown, "stale": False}
         try:
             if user.node_url is None or user.sign_key is None:
                 raise TransportError("owner's node unknown", transient=True)
@@ -167,9 +170,7 @@ class ProfileService:
             if isinstance(exc, TransportError) and exc.status == 404:
                 return {**base, "stale": False}  # their node answered: no profile written yet
             log.info("profile of %s not refreshed: %s", username, exc)
-            if cached is not None:
-                return {**base, **_document(cached), "stale": True}
-            return {**base, "stale": True}
+            return {**base, **(shown or {}), "stale": True}
 
     async def _fetch(
         self, username: str, node_url: str, sign_key: bytes, cached: StoredProfile | None
@@ -183,6 +184,12 @@ class ProfileService:
             verify_document(sign_key, PROFILE_PURPOSE, document, signature)
         except (SignatureError, MalformedError) as exc:
             raise errors.EnvelopeRejected(f"profile of {username} fails its signature check") from exc
+        # Signed is not enough: the owner's node may be buggy or hostile. What is
+        # cached and shown fits the profile format, as a local edit must.
+        try:
+            checked = _checked(document)
+        except ValidationError as exc:
+            raise errors.EnvelopeRejected(f"profile of {username} does not fit the profile format") from exc
         avatar = cached.avatar if cached else None
         wanted = document.get("avatar_sha256")
         if wanted is None:
@@ -195,7 +202,7 @@ class ProfileService:
             await node_social.put_profile(
                 conn, StoredProfile(username, json.dumps(document), signature, avatar, ms(self.clock))
             )
-        return dict(document)
+        return checked
 
     async def cached_avatar(self, username: str) -> bytes:
         """The avatar to show locally (own or cached), refreshing the profile if needed."""
@@ -211,3 +218,17 @@ class ProfileService:
 def _document(stored: StoredProfile) -> dict[str, Any]:
     value = json.loads(stored.document)
     return value if isinstance(value, dict) else {}
+
+
+def _checked(document: Any) -> dict[str, Any]:
+    """The profile's known fields, checked (raises ValidationError)."""
+    return models.ProfileDocument.model_validate(document).model_dump()
+
+
+def _checked_or_none(stored: StoredProfile | None) -> dict[str, Any] | None:
+    if stored is None:
+        return None
+    try:
+        return _checked(_document(stored))
+    except (ValidationError, ValueError):
+        return None
