@@ -242,9 +242,16 @@ def directory(**options: Any) -> None:
 @click.option(
     "--bytes-per-minute",
     type=int,
-    default=20 * 1024 * 1024,
+    default=2 * 1024 * 1024,
     show_default=True,
-    help="Bytes of messages one user may send per minute.",
+    help="Bytes of message text one user may send per minute.",
+)
+@click.option(
+    "--file-bytes-per-hour",
+    type=int,
+    default=10 * 1024**3,
+    show_default=True,
+    help="Bytes of files one user may send per hour.",
 )
 @click.option(
     "--peer-requests-per-second",
@@ -266,6 +273,27 @@ def directory(**options: Any) -> None:
     default=10,
     show_default=True,
     help="Login attempts on one account per minute (failures also back off).",
+)
+@click.option(
+    "--login-free-failures",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Failed logins on one account before each further failure doubles a wait.",
+)
+@click.option(
+    "--login-max-lockout",
+    type=float,
+    default=900.0,
+    show_default=True,
+    help="Longest wait in seconds after failed logins on one account.",
+)
+@click.option(
+    "--profile-fresh-for",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds a cached profile of another node's user is shown without asking its node.",
 )
 @click.option(
     "--max-file-bytes",

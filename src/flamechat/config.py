@@ -52,10 +52,14 @@ class NodeSettings:
     relay_ttl: float = 14 * 24 * 3600.0
     idle_away_seconds: float = 300.0
     messages_per_minute: int = 120
-    bytes_per_minute: int = 20 * 1024 * 1024
+    bytes_per_minute: int = 2 * 1024 * 1024
+    file_bytes_per_hour: int = 10 * 1024**3
     peer_requests_per_second: int = 200
     logins_per_minute_per_address: int = 30
     logins_per_minute_per_account: int = 10
+    login_free_failures: int = 5
+    login_max_lockout: float = 900.0
+    profile_fresh_for: float = 60.0
     max_file_bytes: int = 2 * 1024**3
     storage_quota_bytes: int = 20 * 1024**3
     blob_send_rate: int = 0

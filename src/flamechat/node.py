@@ -132,9 +132,12 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
         RateSettings(
             messages_per_minute=settings.messages_per_minute,
             bytes_per_minute=settings.bytes_per_minute,
+            file_bytes_per_hour=settings.file_bytes_per_hour,
             peer_requests_per_second=settings.peer_requests_per_second,
             logins_per_minute_per_address=settings.logins_per_minute_per_address,
             logins_per_minute_per_account=settings.logins_per_minute_per_account,
+            login_free_failures=settings.login_free_failures,
+            login_max_lockout=settings.login_max_lockout,
         ),
         clock,
     )
@@ -192,7 +195,9 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
         node_id=key.node_id,
         interval=settings.presence_interval,
     )
-    profiles = ProfileService(db, directory, peers, keyring, clock, node_id=key.node_id)
+    profiles = ProfileService(
+        db, directory, peers, keyring, clock, node_id=key.node_id, fresh_for=settings.profile_fresh_for
+    )
     search = SearchService(db, directory, profiles)
     blob_store = BlobStore(settings.blob_dir)
     files = FileService(

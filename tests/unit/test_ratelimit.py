@@ -20,6 +20,7 @@ from tests.unit.support import FakeClock
 SETTINGS = RateSettings(
     messages_per_minute=5,
     bytes_per_minute=1000,
+    file_bytes_per_hour=10_000,
     peer_requests_per_second=3,
     logins_per_minute_per_address=4,
     logins_per_minute_per_account=2,
@@ -102,11 +103,34 @@ async def test_bytes_are_counted_by_cost(rates: RateLimits, clock: FakeClock) ->
     await rates.hit("bytes", "alice", cost=1000)
 
 
-async def test_a_single_hit_larger_than_the_limit_is_refused_outright(rates: RateLimits) -> None:
+@pytest.mark.parametrize(("kind", "limit"), [("bytes", 1000), ("file-bytes", 10_000)])
+async def test_a_single_hit_larger_than_the_whole_window_is_too_large_not_too_soon(
+    rates: RateLimits, kind: str, limit: int
+) -> None:
+    with pytest.raises(errors.PayloadTooLarge) as refused:
+        await rates.hit(kind, "alice", cost=limit + 1)
+    # 413, with no Retry-After: waiting would never let it through.
+    assert (refused.value.status, refused.value.code) == (413, "payload_too_large")
+    assert "retry_after" not in refused.value.details
+    assert refused.value.details["limit"] == limit
+    await rates.hit(kind, "alice", cost=limit)  # and it consumed nothing
+
+
+async def test_file_bytes_are_counted_per_hour_apart_from_message_text(
+    rates: RateLimits, clock: FakeClock
+) -> None:
+    await rates.hit("file-bytes", "alice", cost=6000)
+    await rates.hit("bytes", "alice", cost=1000)  # text has its own budget
     with pytest.raises(errors.RateLimited) as refused:
-        await rates.hit("bytes", "alice", cost=1001)
-    assert refused.value.details["retry_after"] == 60
-    await rates.hit("bytes", "alice", cost=1000)  # and it consumed nothing
+        await rates.hit("file-bytes", "alice", cost=6000)
+    assert refused.value.status == 429
+    assert 3500 <= refused.value.details["retry_after"] <= 3601  # rounded up, never short
+    await rates.hit("file-bytes", "bob", cost=10_000)  # per user
+    clock.advance(61)
+    with pytest.raises(errors.RateLimited):  # a minute is not enough: the window is an hour
+        await rates.hit("file-bytes", "alice", cost=6000)
+    clock.advance(3600)
+    await rates.hit("file-bytes", "alice", cost=6000)
 
 
 async def test_login_limits_per_address_and_per_account(rates: RateLimits) -> None:
@@ -119,6 +143,9 @@ async def test_login_limits_per_address_and_per_account(rates: RateLimits) -> No
 def test_default_settings_are_generous_for_people_and_bounded() -> None:
     defaults = RateSettings()
     assert defaults.messages_per_minute >= 60
+    # The text limit is one that can be met: below a minute of the largest messages.
+    assert 64 * 1024 <= defaults.bytes_per_minute < defaults.messages_per_minute * 64 * 1024
+    assert defaults.file_bytes_per_hour >= 2 * 1024**3  # a largest file (2 GiB) fits in an hour
     assert defaults.logins_per_minute_per_account < defaults.logins_per_minute_per_address
     assert 0 < defaults.login_max_lockout <= 3600
 

@@ -203,6 +203,7 @@ class FileService:
                 limit=self.limits.max_file_bytes,
             )
         await self.messaging.check_may_send(owner, peer)
+        await self.messaging.count_file_bytes(owner, size)
         now = ms(self.clock)
         record = UploadRecord(
             owner=owner,

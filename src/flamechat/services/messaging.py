@@ -248,6 +248,12 @@ class MessagingService:
         await self.limits.hit("messages", username)
         return recipient
 
+    async def count_file_bytes(self, username: str, size: int) -> None:
+        """Charge a file about to be uploaded to its sender's hourly file budget:
+        ``429`` with Retry-After when the budget is spent, ``413`` when this file
+        alone is larger than the whole budget."""
+        await self.limits.hit("file-bytes", username, cost=max(1, size))
+
     async def send_sealed(
         self,
         username: str,

@@ -1,9 +1,11 @@
 """Rate limits (the ``limits`` library, in memory) and login backoff.
 
-Limits are per user (messages and bytes sent per minute), per peer node
-(federation requests per second), and per client address and per account
-(login attempts per minute). A refusal is :class:`RateLimited` with a
-``retry_after`` in seconds, which the HTTP layer sends as ``Retry-After``.
+Limits are per user (messages and bytes of message text sent per minute,
+bytes of files uploaded per hour), per peer node (federation requests per
+second), and per client address and per account (login attempts per minute).
+A refusal is :class:`RateLimited` with a ``retry_after`` in seconds, which the
+HTTP layer sends as ``Retry-After``; one request that alone costs more than a
+whole window could never pass by waiting, so it is ``413 payload_too_large``.
 """
 
 from __future__ import annotations
@@ -12,18 +14,32 @@ import math
 import time
 from dataclasses import dataclass
 
-from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
+from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
 from flamechat.protocol import errors
 from flamechat.services.clock import Clock
 
+# What each limit counts, in the words of its refusal.
+_WHAT = {
+    "messages": "messages sent",
+    "bytes": "bytes of message text sent",
+    "file-bytes": "bytes of files sent",
+    "peer": "requests from your node",
+    "login-address": "login attempts from this address",
+    "login-account": "login attempts on this account",
+}
+_BY_COST = ("bytes", "file-bytes")  # counted by size, on fixed windows
+
 
 @dataclass(frozen=True)
 class RateSettings:
+    # 120 messages a minute of at most 64 KiB could be 7.5 MiB: the text limit is
+    # lower, so that it is the one a flood of large messages meets.
     messages_per_minute: int = 120
-    bytes_per_minute: int = 20 * 1024 * 1024
+    bytes_per_minute: int = 2 * 1024 * 1024
+    file_bytes_per_hour: int = 10 * 1024**3
     peer_requests_per_second: int = 200
     logins_per_minute_per_address: int = 30
     logins_per_minute_per_account: int = 10
@@ -71,14 +87,15 @@ class RateLimits:
         self.settings = settings
         storage = MemoryStorage()
         # Counts use exact moving windows, which keep one timestamp per unit of
-        # cost: right for messages and requests, ruinous for bytes (20 MiB a
-        # minute would be 20 million timestamps per user). Bytes use a fixed
-        # window, one counter per user and minute.
+        # cost: right for messages and requests, ruinous for bytes (2 MiB a
+        # minute would be 2 million timestamps per user). Bytes use a fixed
+        # window, one counter per user and minute (text) or hour (files).
         self._limiter = MovingWindowRateLimiter(storage)
         self._by_cost = FixedWindowRateLimiter(storage)
         self._items: dict[str, RateLimitItem] = {
             "messages": RateLimitItemPerMinute(settings.messages_per_minute),
             "bytes": RateLimitItemPerMinute(settings.bytes_per_minute),
+            "file-bytes": RateLimitItemPerHour(settings.file_bytes_per_hour),
             "peer": RateLimitItemPerSecond(settings.peer_requests_per_second),
             "login-address": RateLimitItemPerMinute(settings.logins_per_minute_per_address),
             "login-account": RateLimitItemPerMinute(settings.logins_per_minute_per_account),
@@ -87,13 +104,22 @@ class RateLimits:
 
     async def hit(self, kind: str, key: str, cost: int = 1) -> None:
         item = self._items[kind]
+        window = item.GRANULARITY.name  # "second", "minute", "hour": every item here is per one
         if cost > item.amount:
-            raise errors.RateLimited(f"{kind} limit is {item.amount} per window", retry_after=60)
-        limiter = self._by_cost if kind == "bytes" else self._limiter
+            # Waiting cannot help: this request alone is over the whole window.
+            raise errors.PayloadTooLarge(
+                f"this is {cost} {_WHAT[kind]} at once; the limit is {item.amount} per {window}",
+                limit=item.amount,
+                window=window,
+            )
+        limiter = self._by_cost if kind in _BY_COST else self._limiter
         if not await limiter.hit(item, kind, key, cost=cost):
             stats = await limiter.get_window_stats(item, kind, key)
             # reset_time is on the library's own (wall) clock, and the window
             # still refuses at exactly reset_time: round to the next whole second
             # so that waiting Retry-After seconds is always enough.
             retry = max(1, math.floor(stats.reset_time - time.time()) + 1)
-            raise errors.RateLimited(f"too many {kind.replace('-', ' ')} requests", retry_after=retry)
+            raise errors.RateLimited(
+                f"too many {_WHAT[kind]}: at most {item.amount} per {window}; wait before trying again",
+                retry_after=retry,
+            )
