@@ -145,3 +145,34 @@ def test_a_blob_altered_before_it_travels_is_refused_by_the_recipient(
     assert status == 409
     assert b"file_not_ready" in body
     assert not blob_files(net.root / "node2"), "bytes that failed their checks were kept"
+
+
+def test_a_partial_download_damaged_by_a_crash_is_cut_back_and_resumed(
+    network_factory: NetworkFactory,
+) -> None:
+    net = _slow_network(network_factory)
+    node_a, node_b = net.nodes
+    alice = login(node_a, "alice", PASSWORDS["alice"])
+    bob = login(node_b, "bob", PASSWORDS["bob"])
+    data = os.urandom(SIZE)
+    sent = send_file(alice, "bob", data, name="site-survey.mov")
+    _wait_progress(bob, sent["id"], SIZE // 4)
+    node_b.kill()
+    (part,) = (net.root / "node2" / "blobs" / "incoming").iterdir()
+    # What a power cut can leave: the last megabyte written turned to zeros, and more after it.
+    with part.open("r+b") as handle:
+        handle.seek(max(0, part.stat().st_size - 1024 * 1024))
+        handle.write(bytes(2 * 1024 * 1024))
+    node_b.restart()
+    bob = login(node_b, "bob", PASSWORDS["bob"])
+    settled = eventually(
+        lambda: (m := file_message(bob, "alice", sent["id"])) and m["file"]["state"] != "fetching" and m,
+        timeout=90,
+        interval=0.2,
+        what="the download finishing after the restart",
+    )
+    assert settled["file"]["state"] == "ready", settled["file"]
+    status, _, body = download(bob, sent["id"])
+    assert status == 200
+    assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+    assert "is damaged after byte" in node_b.log_path.read_text()

@@ -6,31 +6,44 @@ test_file_faults.py; these share one network.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import io
+import json
 import os
+import socket
+import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
+from flamechat.crypto import NodeKey, sign_request
 from flamechat.crypto.filestream import CHUNK_SIZE
-from flamechat.devnet import DevNetwork
+from flamechat.devnet import DevNetwork, Server
+from flamechat.keyfile import load_or_create_key
 from tests.conftest import PASSWORDS, make_network
+from tests.integration.conftest import NetworkFactory
 from tests.integration.files_support import (
+    PART,
     blob_files,
     download,
+    file_message,
     patch,
     raw_request,
     send_file,
     start_upload,
     wait_file_state,
 )
-from tests.support import ApiSession, login, server_errors
+from tests.integration.peer import FakePeer
+from tests.support import ApiSession, eventually, login, server_errors
 
 pytestmark = pytest.mark.integration
 CHUNK = CHUNK_SIZE  # the chunk boundaries the tests straddle are the real ones
+MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +69,7 @@ def bob(files_network: DevNetwork) -> ApiSession:
 
 
 @pytest.mark.parametrize(
-    "size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 50 * 1024 * 1024], ids=lambda s: f"{s}B"
+    "size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 9 * 1024 * 1024 + 17], ids=lambda s: f"{s}B"
 )
 def test_a_file_arrives_whole_and_unchanged(alice: ApiSession, bob: ApiSession, size: int) -> None:
     data = os.urandom(size)
@@ -75,6 +88,70 @@ def test_a_file_arrives_whole_and_unchanged(alice: ApiSession, bob: ApiSession, 
     status, _, mine = download(alice, sent["id"])
     assert status == 200
     assert mine == data
+
+
+def _peak_rss(server: Server) -> int:
+    """The process's peak resident set (VmHWM) in bytes, from /proc."""
+    assert server.process is not None
+    for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+
+def _hash_download(session: ApiSession, message_id: str) -> tuple[int, str]:
+    """Download a file in 1 MiB reads (never whole in the test's memory); size and SHA-256."""
+    conn = http.client.HTTPConnection("127.0.0.1", session.node.port, timeout=120)
+    try:
+        conn.request("GET", f"/api/v1/files/{message_id}", headers={"Cookie": session.cookie})
+        response = conn.getresponse()
+        assert response.status == 200
+        digest, size = hashlib.sha256(), 0
+        while piece := response.read(1024 * 1024):
+            digest.update(piece)
+            size += len(piece)
+        return size, digest.hexdigest()
+    finally:
+        conn.close()
+
+
+def test_a_200_mib_file_crosses_both_nodes_in_bounded_memory(
+    network_factory: NetworkFactory, tmp_path: Path
+) -> None:
+    """Uploaded, sealed, fetched, checked and downloaded on both sides, a 200 MiB file
+    raises neither node's peak memory by more than a small fraction of its size: a
+    change that buffered the whole file anywhere on the way would fail here."""
+    size = 200 * MIB
+    limits = ["--max-file-bytes", str(256 * MIB), "--storage-quota-bytes", str(1024 * MIB)]
+    net = network_factory(node_args=[limits, limits])
+    node_a, node_b = net.nodes
+    alice = login(node_a, "alice", PASSWORDS["alice"])
+    bob = login(node_b, "bob", PASSWORDS["bob"])
+    source = tmp_path / "site-walkthrough.mp4"
+    digest = hashlib.sha256()
+    with source.open("wb") as out:
+        for _ in range(size // PART):
+            piece = os.urandom(PART)
+            digest.update(piece)
+            out.write(piece)
+    before = {node.name: _peak_rss(node) for node in net.nodes}
+
+    status, state = start_upload(alice, "bob", source.name, size, "video/mp4")
+    assert status == 201, state
+    with source.open("rb") as handle:
+        while not state["complete"]:
+            handle.seek(state["received"])
+            status, state = patch(alice, state["id"], state["received"], handle.read(PART))
+            assert status == 200, state
+    wait_file_state(bob, "alice", state["id"], timeout=300)
+    assert _hash_download(bob, state["id"]) == (size, digest.hexdigest())
+    assert _hash_download(alice, state["id"]) == (size, digest.hexdigest())
+
+    grew = {node.name: _peak_rss(node) - before[node.name] for node in net.nodes}
+    for name, growth in grew.items():
+        assert growth < 60 * MIB, (
+            f"{name}'s peak memory grew by {growth // MIB} MiB for a {size // MIB} MiB file"
+        )
 
 
 def test_parts_that_do_not_end_on_a_chunk_are_resumed_from_the_acknowledged_offset(
@@ -188,6 +265,105 @@ def test_a_hostile_html_file_is_only_ever_a_download(alice: ApiSession, bob: Api
         assert "default-src 'none'" in headers["content-security-policy"]
 
 
+def test_an_svg_carrying_script_is_only_ever_a_download(alice: ApiSession, bob: ApiSession) -> None:
+    svg = (
+        b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" onload="parent.__pwned=1">'
+        b"<script>alert(document.cookie)</script><circle r='40'/></svg>"
+    )
+    sent = send_file(alice, "bob", svg, name="logo.svg", mime="image/svg+xml")
+    got = wait_file_state(bob, "alice", sent["id"])["file"]
+    assert got["media"] is None
+    assert got["thumbnail_url"] is None
+    for query in ("", "?inline=true"):
+        status, headers, body = download(bob, sent["id"], query=query)
+        assert status == 200
+        assert body == svg
+        assert headers["content-type"] == "application/octet-stream"
+        assert headers["content-disposition"].startswith("attachment;")
+        assert headers["x-content-type-options"] == "nosniff"
+        csp = headers["content-security-policy"]
+        assert "default-src 'none'" in csp
+        assert "sandbox" in csp
+        assert "script-src" not in csp
+
+
+def test_a_picture_named_as_a_page_is_served_with_a_picture_s_name(
+    alice: ApiSession, bob: ApiSession
+) -> None:
+    picture = _jpeg()
+    sent = send_file(alice, "bob", picture, name="poly.html", mime="text/html")
+    got = wait_file_state(bob, "alice", sent["id"])["file"]
+    assert (got["type"], got["name"]) == ("image/jpeg", "poly.html")
+    status, headers, _ = download(bob, sent["id"], query="?inline=true")
+    assert status == 200
+    assert headers["content-type"] == "image/jpeg"
+    # "Save as" on the picture writes a .jpg, never an .html file
+    assert headers["content-disposition"].startswith('inline; filename="poly.html.jpg";')
+    assert "filename*=UTF-8''poly.html.jpg" in headers["content-disposition"]
+    # A download is the file as it was sent, under its own name.
+    status, headers, _ = download(bob, sent["id"])
+    assert headers["content-disposition"].startswith('attachment; filename="poly.html";')
+
+
+def _jpeg() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 40, 40)).save(out, format="JPEG")
+    return out.getvalue()
+
+
+def _blob_of_size(net: DevNetwork, node: int, size: int) -> Path:
+    (found,) = [p for p in blob_files(net.root / f"node{node}") if p.stat().st_size == size]
+    return found
+
+
+def _peer_get(
+    node: Server, path: str, key: NodeKey | None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """A federation GET to ``node``, signed with ``key`` (unsigned without one); the raw answer."""
+    sent = dict(headers or {})
+    if key is not None:
+        sent.update(sign_request(key, "GET", path, b"", timestamp=int(time.time())).as_dict())
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=30)
+    try:
+        conn.request("GET", path, headers=sent)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def test_the_blob_endpoint_serves_only_the_recipients_node_and_by_range(
+    files_network: DevNetwork, alice: ApiSession, bob: ApiSession
+) -> None:
+    data = os.urandom(3 * CHUNK + 77)
+    sent = send_file(alice, "bob", data, name="ledger.ods")
+    wait_file_state(bob, "alice", sent["id"])
+    blob = _blob_of_size(files_network, 1, len(data) + 4 * 16)
+    path = f"/federation/v1/blobs/{blob.name}"
+    stored = blob.read_bytes()
+    senders_node = files_network.nodes[0]
+
+    status, _, body = _peer_get(senders_node, path, None)
+    assert (status, json.loads(body)["error"]["code"]) == (401, "bad_signature")
+
+    # A node the directory knows, but home to no recipient of this file: as if no such blob.
+    assert files_network.directory is not None
+    stranger = FakePeer(files_network.directory.url)
+    stranger.register()
+    status, _, body = _peer_get(senders_node, path, stranger.key)
+    assert (status, json.loads(body)["error"]["code"]) == (404, "not_found")
+
+    # Bob's node (its own key), resuming from byte 1000: exactly the bytes asked for.
+    bobs_node = load_or_create_key(files_network.root / "node2" / "node.key")
+    status, headers, body = _peer_get(senders_node, path, bobs_node, {"Range": "bytes=1000-1999"})
+    assert status == 206
+    assert body == stored[1000:2000]
+    assert headers["content-range"] == f"bytes 1000-1999/{len(stored)}"
+    status, _, body = _peer_get(senders_node, path, bobs_node)
+    assert status == 200
+    assert body == stored
+
+
 def test_a_blob_altered_at_rest_is_refused_then_fetched_again_from_the_sender(
     files_network: DevNetwork, alice: ApiSession, bob: ApiSession
 ) -> None:
@@ -230,26 +406,134 @@ def _flip_byte(path: os.PathLike[str], offset: int) -> None:
         handle.write(bytes([byte[0] ^ 0x01]))
 
 
-def test_size_limit_quota_and_bounds_are_enforced_before_bytes_are_stored(
-    files_network: DevNetwork, alice: ApiSession
-) -> None:
-    status, body = start_upload(alice, "bob", "huge.bin", 65 * 1024 * 1024, "application/octet-stream")
-    assert status == 413
-    assert body["error"]["code"] == "file_too_large"
-    status, body = start_upload(alice, "nobody", "x.bin", 10, "application/octet-stream")
-    assert status == 404
-    status, body = start_upload(alice, "bob", "x.bin", -1, "application/octet-stream")
-    assert status == 422
-    # 200 MiB quota: the earlier tests used ~60 MiB; three declared 50 MiB files do not fit
-    codes = []
-    for _ in range(3):
-        status, body = start_upload(alice, "bob", "big.bin", 50 * 1024 * 1024, "application/octet-stream")
-        codes.append(status if status == 201 else body["error"]["code"])
-    assert "quota_exceeded" in codes
-    assert not any(
-        p.name.startswith("alice.") and p.stat().st_size
-        for p in (files_network.root / "node1" / "blobs" / "uploads").iterdir()
+def _patch_with_length(session: ApiSession, upload_id: str, data: bytes) -> tuple[int, dict[str, Any]]:
+    status, _, raw = raw_request(
+        session,
+        "PATCH",
+        f"/api/v1/uploads/{upload_id}",
+        data,
+        {"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
     )
+    return status, json.loads(raw)
+
+
+def test_size_limits_and_quotas_are_enforced_before_bytes_are_stored_on_either_node(
+    network_factory: NetworkFactory,
+) -> None:
+    # Alice's node: files up to 12 MiB, 30 MiB each. Bob's node: 2 MiB, 3 MiB each.
+    net = network_factory(
+        node_args=[
+            ["--max-file-bytes", str(12 * MIB), "--storage-quota-bytes", str(30 * MIB)],
+            ["--max-file-bytes", str(2 * MIB), "--storage-quota-bytes", str(3 * MIB)],
+        ]
+    )
+    alice = login(net.nodes[0], "alice", PASSWORDS["alice"])
+    bob = login(net.nodes[1], "bob", PASSWORDS["bob"])
+
+    def declare(size: int) -> tuple[int, dict[str, Any]]:
+        return start_upload(alice, "bob", "report.bin", size, "application/octet-stream")
+
+    # Over the sender's node's size limit.
+    status, body = declare(12 * MIB + 1)
+    assert (status, body["error"]["code"]) == (413, "file_too_large")
+    assert body["error"]["details"]["limit"] == 12 * MIB
+    assert declare(-1)[0] == 422
+    assert start_upload(alice, "nobody", "x.bin", 10, "application/octet-stream")[0] == 404
+
+    # Pending uploads count against the quota: 12 + 12 fit in 30, another 12 does not, 6 does.
+    pending = []
+    for _ in range(2):
+        status, state = declare(12 * MIB)
+        assert status == 201, state
+        pending.append(state["id"])
+    status, body = declare(12 * MIB)
+    assert (status, body["error"]["code"]) == (507, "quota_exceeded")
+    status, state = declare(6 * MIB)
+    assert status == 201, state
+    pending.append(state["id"])
+    for upload_id in pending:
+        assert alice.call("DELETE", f"/api/v1/uploads/{upload_id}")[0] == 204
+
+    # A part with more bytes than the file declared: refused before any is stored.
+    status, state = declare(2 * MIB)
+    assert status == 201
+    status, body = _patch_with_length(alice, state["id"], os.urandom(2 * MIB + 1))
+    assert (status, body["error"]["code"]) == (422, "invalid_request")
+    assert alice.call("GET", f"/api/v1/uploads/{state['id']}")[1]["received"] == 0
+    assert _part_on_disk(net, 1, "alice", state["id"]) == 0
+
+    # A part over the part bound: refused by its Content-Length, by the node's body
+    # limit at the edge of the app, and by the upload's own bound just under it.
+    status, state = declare(10 * MIB)
+    assert status == 201
+    status, body = _patch_with_length(alice, state["id"], os.urandom(PART + 64 * 1024 + 1))
+    assert (status, body["error"]["code"]) == (413, "payload_too_large")
+    assert "request bodies are limited" in body["error"]["message"]  # BodySizeLimit's answer
+    status, body = _patch_with_length(alice, state["id"], os.urandom(PART + 1))
+    assert (status, body["error"]["code"]) == (413, "payload_too_large")
+    assert alice.call("GET", f"/api/v1/uploads/{state['id']}")[1]["received"] == 0
+    assert _part_on_disk(net, 1, "alice", state["id"]) == 0
+    assert alice.call("DELETE", f"/api/v1/uploads/{state['id']}")[0] == 204
+
+    # Bob's node applies its own limits to what it is sent: over its size limit, then
+    # over bob's quota once a file that fits is in, the file is refused, never fetched.
+    too_big = send_file(alice, "bob", os.urandom(2 * MIB + 1), name="too-big.bin")
+    fits = send_file(alice, "bob", os.urandom(2 * MIB), name="fits.bin")
+    over_quota = send_file(alice, "bob", os.urandom(MIB + 1), name="over-quota.bin")
+    wait_file_state(bob, "alice", fits["id"])
+    for sent, reason in ((too_big, "larger than this node accepts"), (over_quota, "storage is full")):
+        refused = wait_file_state(bob, "alice", sent["id"], state="refused")["file"]
+        assert reason in refused["error"]
+        status, _, raw = download(bob, sent["id"])
+        assert status == 409
+        assert json.loads(raw)["error"]["code"] == "file_not_ready"
+    blobs = blob_files(net.root / "node2")
+    assert [p.stat().st_size for p in blobs] == [2 * MIB + 16 * 32], "a refused file was fetched"
+    assert not list((net.root / "node2" / "blobs" / "incoming").iterdir())
+    assert server_errors(net) == []
+
+
+def _part_on_disk(net: DevNetwork, node: int, owner: str, upload_id: str) -> int:
+    """Bytes of an upload's ``.part`` file on a node (0 if there is none)."""
+    path = net.root / f"node{node}" / "blobs" / "uploads" / f"{owner}.{upload_id}.part"
+    return path.stat().st_size if path.exists() else 0
+
+
+def test_cancelling_an_upload_while_a_part_is_arriving_answers_404_not_a_server_error(
+    files_network: DevNetwork, alice: ApiSession, bob: ApiSession
+) -> None:
+    size = 4 * 1024 * 1024
+    data = os.urandom(size)
+    status, state = start_upload(alice, "bob", "changed-my-mind.bin", size, "application/octet-stream")
+    assert status == 201
+    upload_id = state["id"]
+    # Half of the only part, over a raw socket, so the rest can follow the DELETE.
+    with socket.create_connection(("127.0.0.1", alice.node.port), timeout=60) as sock:
+        head = (
+            f"PATCH /api/v1/uploads/{upload_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Cookie: {alice.cookie}\r\nX-CSRF-Token: {alice.csrf}\r\nUpload-Offset: 0\r\n"
+            f"Content-Type: application/offset+octet-stream\r\nContent-Length: {size}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + data[: size // 2])
+        eventually(
+            lambda: _part_on_disk(files_network, 1, "alice", upload_id) > 0,
+            timeout=30,
+            what="the node storing the first half",
+        )
+        status, _ = alice.call("DELETE", f"/api/v1/uploads/{upload_id}")
+        assert status == 204
+        with contextlib.suppress(OSError):  # the node may answer before it has read it all
+            sock.sendall(data[size // 2 :])
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        body = json.loads(answer.read())
+    assert answer.status == 404, body
+    assert body["error"]["code"] == "not_found"
+    # Nothing of it is left, and nothing was sent.
+    assert alice.call("GET", f"/api/v1/uploads/{upload_id}")[0] == 404
+    assert _part_on_disk(files_network, 1, "alice", upload_id) == 0
+    assert file_message(alice, "bob", upload_id) is None
+    assert server_errors(files_network) == []
 
 
 def test_no_request_ended_in_a_server_error(files_network: DevNetwork) -> None:

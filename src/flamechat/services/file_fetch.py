@@ -12,6 +12,9 @@ Rules:
   bytes not yet checked; it becomes the blob only after every check passed,
   a resumed transfer checks it again from its first byte, and a blob that
   fails is thrown away and never served.
+* A resumed transfer keeps only the whole chunks already on disk that
+  authenticate, and fetches again from the first one that does not (a torn
+  or garbage tail after a crash or a power cut costs a re-fetch, not the file).
 * Transient failures (sender's node down, timeouts) retry with backoff, as
   the outbox does; refusals and expiry fail the file visibly.
 * At most ``concurrency`` fetches run at once; progress reaches the
@@ -30,7 +33,14 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from flamechat.crypto.errors import CryptoError
-from flamechat.crypto.filestream import StreamDecryptor, ciphertext_size
+from flamechat.crypto.filestream import (
+    CHUNK_SIZE,
+    SEALED_CHUNK_SIZE,
+    StreamDecryptor,
+    chunk_count,
+    chunk_span,
+    ciphertext_size,
+)
 from flamechat.protocol import errors
 from flamechat.services.clock import Clock, ms
 from flamechat.services.delivery import backoff_delay
@@ -58,8 +68,8 @@ class TransferCheck:
         self.decryptor = StreamDecryptor(key, size)
 
     def feed(self, data: bytes) -> None:
+        self.decryptor.feed(data, keep=False)  # first: bytes that fail are not hashed
         self.blob_hash.update(data)
-        self.decryptor.feed(data, keep=False)
 
     def finish(self, blob_id: str, sha256: str) -> None:
         if self.blob_hash.hexdigest() != blob_id:
@@ -80,6 +90,28 @@ def _check_existing(path: Any, key: bytes, size: int, length: int) -> TransferCh
             check.feed(data)
             left -= len(data)
     return check
+
+
+def _resume_point(path: Any, key: bytes, size: int, length: int) -> tuple[TransferCheck, int]:
+    """Check the whole chunks among the first ``length`` bytes of a ``.part`` file
+    (blocking): the check fed with those that authenticate, up to the first that
+    does not, and how many bytes they make. The rest is to be fetched again."""
+    check = TransferCheck(key, size)
+    good = 0
+    with open(path, "rb") as handle:
+        for index in range(chunk_count(size)):
+            _, sealed_length, _ = chunk_span(index, size)
+            if good + sealed_length > length:
+                break
+            sealed = handle.read(sealed_length)
+            if len(sealed) != sealed_length:
+                break
+            try:
+                check.feed(sealed)
+            except CryptoError:
+                break
+            good += sealed_length
+    return check, good
 
 
 class _Fatal(Exception):
@@ -201,12 +233,17 @@ class FetchWorker(Worker):
             raise TransportError("the sender's node is not known yet", transient=True)
         part = self.blobs.incoming_path(att.blob_id)
         expected = ciphertext_size(att.size)
-        have = BlobStore.length(part)
-        if have > expected:
-            have = 0
-        check = await asyncio.to_thread(_check_existing, part, att.file_key, att.size, have) if have else None
-        if check is None:
-            check = TransferCheck(att.file_key, att.size)
+        on_disk = BlobStore.length(part)
+        check, have = TransferCheck(att.file_key, att.size), 0
+        if on_disk:
+            check, have = await asyncio.to_thread(_resume_point, part, att.file_key, att.size, on_disk)
+            if have + SEALED_CHUNK_SIZE <= min(on_disk, expected):  # more than a torn last chunk
+                log.warning(
+                    "partial download of file %s is damaged after byte %d of %d; fetching again from there",
+                    att.message_id,
+                    have,
+                    on_disk,
+                )
         handle = BlobStore.open_append(part, at=have)
         last_report = 0.0
         started_with = have
@@ -315,9 +352,11 @@ class FetchWorker(Worker):
 
 
 def _plain_progress(blob_bytes: int, size: int) -> int:
-    """Roughly how many plaintext bytes ``blob_bytes`` of ciphertext carry."""
-    total = ciphertext_size(size)
-    return size if blob_bytes >= total else int(size * blob_bytes / total) if total else 0
+    """The plaintext bytes of the whole chunks among ``blob_bytes`` of ciphertext:
+    what a resumed transfer keeps, so progress never goes back after a restart."""
+    if blob_bytes >= ciphertext_size(size):
+        return size
+    return min(size, blob_bytes // SEALED_CHUNK_SIZE * CHUNK_SIZE)
 
 
 def _sync_close(handle: BinaryIO) -> None:

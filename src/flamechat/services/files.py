@@ -54,6 +54,7 @@ from flamechat.services.media import (
     clean_declared_type,
     make_thumbnail,
     media_kind,
+    name_for_type,
     sanitize_filename,
     sniff,
 )
@@ -100,6 +101,7 @@ class Download:
     span: tuple[int, int] | None  # the byte range served, None for the whole file
     content_type: str
     inline: bool
+    name: str  # the name to offer: the stored one, with an extension that matches ``content_type``
 
 
 def file_view(att: AttachmentRecord) -> dict[str, Any]:
@@ -147,6 +149,10 @@ def parse_file_body(body: dict[str, Any], *, max_size: int) -> dict[str, Any]:
     }
 
 
+class _Cancelled(Exception):
+    """The upload's row was gone when its finished file was to be sent."""
+
+
 class FileService:
     def __init__(
         self,
@@ -166,14 +172,12 @@ class FileService:
         self.limits = limits or FileLimits()
         self._encryptors: dict[tuple[str, str], StreamEncryptor] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._cancelled: set[tuple[str, str]] = set()  # cancelled while a part was arriving
         self._wake_fetcher: Callable[[], None] = lambda: None
         messaging.register_kind(FILE_KIND, self)
 
     def on_incoming(self, wake: Callable[[], None]) -> None:
         self._wake_fetcher = wake
-
-    def on_inspect(self, inspect: Callable[[str, bytes, int], Any]) -> None:
-        """``inspect(blob_id, key, size) -> (sniffed type, sealed thumbnail)``, blocking."""
 
     # --- uploads -----------------------------------------------------------------
 
@@ -243,21 +247,42 @@ class FileService:
         raise errors.NotFound("no such upload", field="id")
 
     async def append(
-        self, owner: str, upload_id: str, offset: int, body: AsyncIterator[bytes]
+        self,
+        owner: str,
+        upload_id: str,
+        offset: int,
+        body: AsyncIterator[bytes],
+        *,
+        length: int | None = None,
     ) -> UploadState:
-        """Seal and store the bytes of ``body`` at ``offset``; finish the file at its end."""
+        """Seal and store the bytes of ``body`` at ``offset``; finish the file at its end.
+
+        ``length`` is the part's size when the request said it (``Content-Length``):
+        a part too large for the bound or for the declared file is refused
+        before any of its bytes is stored.
+        """
+        if length is not None and length > PART_MAX_BYTES:
+            raise errors.PayloadTooLarge(f"a part holds at most {PART_MAX_BYTES} bytes")
         key = (owner, upload_id)
         lock = self._locks.setdefault(key, asyncio.Lock())
         if lock.locked():
             raise errors.Conflict("another part of this upload is still arriving", field="id")
         async with lock:
             try:
-                return await self._append(owner, upload_id, offset, body)
+                return await self._append(owner, upload_id, offset, body, length)
             finally:
                 self._locks.pop(key, None)
+                if key in self._cancelled:  # cancel() left the .part to us
+                    self._cancelled.discard(key)
+                    self._encryptors.pop(key, None)
+                    await asyncio.to_thread(self.blobs.remove, self.blobs.upload_path(owner, upload_id))
+
+    def _check_not_cancelled(self, owner: str, upload_id: str) -> None:
+        if (owner, upload_id) in self._cancelled:
+            raise errors.NotFound("this upload was cancelled", field="id")
 
     async def _append(
-        self, owner: str, upload_id: str, offset: int, body: AsyncIterator[bytes]
+        self, owner: str, upload_id: str, offset: int, body: AsyncIterator[bytes], length: int | None
     ) -> UploadState:
         async with self.db.read() as conn:
             upload = await node_files.find_upload(conn, owner, upload_id)
@@ -267,6 +292,8 @@ class FileService:
             raise errors.UploadOffsetMismatch(
                 f"this upload continues at byte {upload.received}", field="offset", offset=upload.received
             )
+        if length is not None and upload.received + length > upload.size:
+            raise errors.InvalidRequest("more bytes than the declared file size", field="size")
         encryptor = await self._encryptor(upload)
         path = self.blobs.upload_path(owner, upload_id)
         handle = BlobStore.open_append(path, at=encryptor.index * SEALED_CHUNK_SIZE)
@@ -283,6 +310,7 @@ class FileService:
         try:
             try:
                 async for piece in body:
+                    self._check_not_cancelled(owner, upload_id)
                     received += len(piece)
                     if received > PART_MAX_BYTES:
                         raise errors.PayloadTooLarge(f"a part holds at most {PART_MAX_BYTES} bytes")
@@ -300,6 +328,7 @@ class FileService:
             encryptor.discard_pending()
             async with self.db.write() as conn:
                 await node_files.set_upload_received(conn, owner, upload_id, encryptor.consumed)
+        self._check_not_cancelled(owner, upload_id)
         if not encryptor.done:
             return UploadState(upload_id, upload.size, encryptor.consumed)
         message = await self._finish(upload, encryptor, path)
@@ -342,6 +371,9 @@ class FileService:
         }
 
         async def also(conn: Any, now: int) -> None:
+            # Cancelled (or expired) while the blob was being stored: send nothing.
+            if await node_files.find_upload(conn, upload.owner, upload.id) is None:
+                raise _Cancelled
             await node_files.add_attachment(
                 conn,
                 owner=upload.owner,
@@ -367,6 +399,9 @@ class FileService:
             return await self.messaging.send_sealed(
                 upload.owner, upload.peer, upload.id, FILE_KIND, body, upload.name, also=also
             )
+        except _Cancelled:
+            await asyncio.to_thread(self.blobs.remove, self.blobs.blob_path(blob_id))
+            raise errors.NotFound("this upload was cancelled", field="id") from None
         except AlreadyStored:  # finished by an earlier request after all
             async with self.db.read() as conn:
                 sent = await node_messages.find_message(conn, upload.owner, upload.id)
@@ -379,13 +414,25 @@ class FileService:
         return await asyncio.to_thread(_inspect_blob, self.blobs, blob_id, key, size)
 
     async def cancel(self, owner: str, upload_id: str) -> None:
+        """Forget an upload in progress and its bytes.
+
+        Never waits for a part that is still arriving (its client may be
+        stalled): that part's appender sees the cancellation at its next bytes,
+        or when it goes to store the finished file, answers ``404`` and
+        removes the ``.part`` file itself.
+        """
+        key = (owner, upload_id)
         async with self.db.write() as conn:
             upload = await node_files.find_upload(conn, owner, upload_id)
             if upload is None:
                 raise errors.NotFound("no such upload in progress", field="id")
             await node_files.delete_upload(conn, owner, upload_id)
-        self._encryptors.pop((owner, upload_id), None)
-        self.blobs.remove(self.blobs.upload_path(owner, upload_id))
+        self._encryptors.pop(key, None)
+        lock = self._locks.get(key)
+        if lock is not None and lock.locked():
+            self._cancelled.add(key)
+            return
+        await asyncio.to_thread(self.blobs.remove, self.blobs.upload_path(owner, upload_id))
 
     async def expire_uploads(self) -> int:
         async with self.db.read() as conn:
@@ -472,13 +519,15 @@ class FileService:
         except BaseException:
             body.close()
             raise
+        content_type = (att.sniffed_type or DOWNLOAD_TYPE) if shown_inline else DOWNLOAD_TYPE
         return Download(
             body=body,
             first=first,
             attachment=att,
             span=span,
-            content_type=(att.sniffed_type or DOWNLOAD_TYPE) if shown_inline else DOWNLOAD_TYPE,
+            content_type=content_type,
             inline=shown_inline,
+            name=name_for_type(att.name, content_type),
         )
 
     async def repair(self, att: AttachmentRecord, problem: errors.FileCorrupted) -> None:

@@ -63,25 +63,77 @@ def clean_declared_type(value: str) -> str:
     return value if _DECLARED.match(value) else DOWNLOAD_TYPE
 
 
+# What a file shown inline may be called: its extension must say what it is.
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "image/png": ("png",),
+    "image/jpeg": ("jpg", "jpeg", "jpe", "jfif"),
+    "image/gif": ("gif",),
+    "image/webp": ("webp",),
+    "audio/mpeg": ("mp3",),
+    "audio/ogg": ("ogg", "oga", "opus"),
+    "audio/x-wav": ("wav",),
+    "audio/x-flac": ("flac",),
+    "audio/mp4": ("m4a", "mp4"),
+    "audio/webm": ("weba", "webm"),
+    "video/mp4": ("mp4", "m4v"),
+    "video/webm": ("webm",),
+}
+MAX_NAME_BYTES = 200  # UTF-8: under the 255 bytes most file systems allow, with room to spare
+_SEPARATORS = re.compile(r"[/\\]")
+_LEADING = re.compile(r"^[\s.]+")  # dots and spaces: no hidden files, no "..."
+
+
+def _allowed(ch: str) -> bool:
+    """Not a control, format, surrogate or private-use character, nor a line or
+    paragraph separator (all of Unicode's C* categories, Zl and Zp)."""
+    category = unicodedata.category(ch)
+    return category[0] != "C" and category not in ("Zl", "Zp")
+
+
+def _bound(name: str, limit: int = MAX_NAME_BYTES) -> str:
+    """``name`` cut to at most ``limit`` UTF-8 bytes, keeping a short extension."""
+    if len(name.encode()) <= limit:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not (dot and stem and 0 < len(ext) <= 16):
+        stem, ext = name, ""
+    tail = "." + ext if ext else ""
+    room = limit - len(tail.encode())
+    cut = stem.encode()[:room].decode(errors="ignore").rstrip(" .")
+    return (cut or "file") + tail
+
+
 def sanitize_filename(name: str, *, fallback: str = "file") -> str:
     """A file name safe to show and to offer as a download name.
 
     Keeps the last path segment only (no ``..``, ``/`` or ``\\``), drops
-    control and format characters (bidi overrides included), trims
-    leading dots and spaces, and bounds the length while keeping the
-    extension.
+    control and format characters (bidi overrides included) and line
+    separators, trims leading dots and surrounding spaces, and bounds the
+    length to ``MAX_NAME_BYTES`` UTF-8 bytes while keeping the extension.
+    Never empty.
     """
-    name = unicodedata.normalize("NFC", name)
-    name = re.split(r"[/\\]", name)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
-    name = name.strip().lstrip(".").strip()
-    if not name or name in {".", ".."}:
+    name = _SEPARATORS.split(unicodedata.normalize("NFC", name))[-1]
+    name = unicodedata.normalize("NFC", "".join(ch for ch in name if _allowed(ch)))
+    name = _LEADING.sub("", name).rstrip()
+    if not name:
         return fallback
-    if len(name) > 180:
-        stem, dot, ext = name.rpartition(".")
-        keep_ext = bool(dot) and 0 < len(ext) <= 16
-        name = stem[: 180 - len(ext) - 1] + "." + ext if keep_ext else name[:180]
-    return name
+    return _bound(name)
+
+
+def name_for_type(name: str, mime: str | None) -> str:
+    """``name`` with an extension that says what the file is when served as ``mime``.
+
+    A JPEG called ``poly.html`` shown inline becomes ``poly.html.jpg``, so that
+    "Save as" in the browser writes a picture, not a page. Names whose
+    extension already matches, and types without a known extension, are kept.
+    """
+    extensions = EXTENSIONS.get(mime or "")
+    if not extensions:
+        return name
+    _, dot, ext = name.rpartition(".")
+    if dot and ext.lower() in extensions:
+        return name
+    return _bound(f"{name}.{extensions[0]}")
 
 
 def make_thumbnail(source: BinaryIO) -> bytes | None:

@@ -53,7 +53,9 @@ def content_disposition(kind: str, name: str) -> str:
 def file_headers(download: Download) -> dict[str, str]:
     att = download.attachment
     headers = {
-        "Content-Disposition": content_disposition("inline" if download.inline else "attachment", att.name),
+        "Content-Disposition": content_disposition(
+            "inline" if download.inline else "attachment", download.name
+        ),
         "Content-Security-Policy": FILE_CSP,
         "X-Content-Type-Options": "nosniff",
         "Cross-Origin-Resource-Policy": "same-origin",
@@ -158,7 +160,9 @@ def files_router(*, accounts: AccountService, files: FileService, cookie: str) -
             except ClientDisconnect:
                 return  # keep the whole chunks that arrived; the client resumes from the offset
 
-        state = await files.append(session.username, upload_id, upload_offset, body())
+        declared = request.headers.get("content-length", "")
+        length = int(declared) if declared.isdigit() else None
+        state = await files.append(session.username, upload_id, upload_offset, body(), length=length)
         return await upload_view(state, session.username)
 
     @router.delete("/uploads/{upload_id}", status_code=204)
