@@ -6,8 +6,13 @@ import pytest
 
 from flamechat.protocol import errors
 from flamechat.services.blocks import ADMIN_CACHE_SECONDS, BlockService, NodeBlocked
+from flamechat.services.directory_view import DirectoryView
+from flamechat.services.events import EventHub
+from flamechat.services.presence import PresenceService
+from flamechat.storage import node_cache
 from flamechat.storage.database import Database
-from tests.unit.support import FakeClock
+from flamechat.storage.records import KnownUser
+from tests.unit.support import DirectoryDown, FakeClock
 
 NODE = "n" + "b" * 24
 
@@ -91,3 +96,43 @@ async def test_a_blocked_node_is_known_as_a_senders_home_too(blocks: BlockServic
     assert await blocks.node_blocked(NODE)  # what the receive path asks of a relayed envelope
     assert not await blocks.node_blocked("n" + "c" * 24)
     assert not await blocks.drops("alice", "bob")  # a node block names no user
+
+
+# --- status hiding, as sent to peer nodes ---------------------------------------------------
+
+
+async def test_a_blockers_status_is_not_sent_to_a_node_where_everyone_is_blocked(
+    node_db: Database, blocks: BlockService, clock: FakeClock
+) -> None:
+    mallory_node, shared_node = "n" + "m" * 24, "n" + "s" * 24
+
+    def known(username: str, home: str) -> KnownUser:
+        return KnownUser(username, username.title(), home, f"http://{home}.test", None, None, True, 0)
+
+    async with node_db.write() as conn:
+        await node_cache.put_users(
+            conn,
+            [
+                known("alice", NODE),
+                known("mallory", mallory_node),
+                known("bob", shared_node),
+                known("eve", shared_node),
+            ],
+        )
+    events = EventHub()
+    directory = DirectoryView(node_db, DirectoryDown(), events, clock, pinned_key=b"\0" * 32)
+    presence = PresenceService(
+        node_db, events, directory, DirectoryDown(), blocks, clock, node_id=NODE, interval=10.0
+    )
+    events.subscribe("alice")  # alice has a tab open: online
+    await blocks.block("alice", "mallory")
+    await blocks.block("alice", "eve")
+
+    # mallory's own node (a personal node): alice is not listed, so she is offline there.
+    assert await presence.for_node(mallory_node) == []
+    # A shared node: alice is listed, hidden from eve there, and shown to bob.
+    (entry,) = await presence.for_node(shared_node)
+    assert (entry.username, entry.status, entry.hidden_from) == ("alice", "online", ("eve",))
+    await blocks.unblock("alice", "mallory")
+    (entry,) = await presence.for_node(mallory_node)
+    assert (entry.username, entry.hidden_from) == ("alice", ())

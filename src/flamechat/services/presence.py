@@ -199,12 +199,15 @@ class PresenceService:
                 await self.directory.set_presence(user.username, listed.get(user.username))
 
     async def for_node(self, asking_node: str) -> list[PresenceEntry]:
-        """Entries for a peer node: block lists cut down to that node's users."""
+        """Entries for a peer node: block lists cut down to that node's users. A user
+        who blocks everyone there is left out (offline to that node), rather than
+        trusting it to hide a status it was sent (a blocked person's own node)."""
         theirs = {u.username for u in await self.directory.cached_users() if u.home_node == asking_node}
-        return [
+        shown = [
             PresenceEntry(e.username, e.status, e.status_text, tuple(u for u in e.hidden_from if u in theirs))
             for e in await self.entries()
         ]
+        return [e for e in shown if not theirs or set(e.hidden_from) != theirs]
 
     async def run(self) -> None:
         """Publish now, on every change, and every ``interval`` seconds (more often
