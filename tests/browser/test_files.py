@@ -1,11 +1,13 @@
 """Issue 4 in the browser: a photo with a progress bar, shown inline on the other node,
-downloaded; audio played inline; a hostile HTML file that only ever downloads; an
-upload cancelled."""
+downloaded; several files picked at once, with a bar that moves; audio played inline;
+a hostile HTML file that only ever downloads; an upload cancelled, also before the
+node answered."""
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 import wave
 from collections.abc import Iterator
@@ -97,6 +99,67 @@ def test_a_photo_goes_with_a_progress_bar_shows_inline_and_downloads(
     saved = Path(caught.value.path())
     assert caught.value.suggested_filename == "harbour.jpg"
     assert hashlib.sha256(saved.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_several_files_picked_at_once_go_with_bars_that_move_and_download(
+    browsers: Browsers, files_network: DevNetwork, tmp_path: Path
+) -> None:
+    alice, bob = _in_conversation(browsers, files_network)
+    part = 8 * 1024 * 1024
+    big = tmp_path / "site-plan.bin"
+    big_data = os.urandom(20 * 1024 * 1024)  # three parts: 8, 8 and 4 MiB
+    big.write_bytes(big_data)
+    small = tmp_path / "agenda.txt"
+    small.write_text("1. budget\n2. hiring\n")
+
+    # Hold the big file's second part: its bar must stand part-way, neither empty nor full.
+    held: list[Route] = []
+    pattern = re.compile(r"/api/v1/uploads/[0-9a-f-]+$")
+
+    def hold_second_part(route: Route) -> None:
+        request = route.request
+        if request.method == "PATCH" and request.headers.get("upload-offset") == str(part):
+            held.append(route)
+        else:
+            route.continue_()
+
+    alice.page.route(pattern, hold_second_part)
+    alice.page.locator("#file-input").set_input_files([str(big), str(small)])
+    row = alice.page.locator("#uploads li.upload", has_text="site-plan.bin")
+    expect(row).to_be_visible()
+    for _ in range(300):
+        if held:
+            break
+        alice.page.wait_for_timeout(100)
+    assert held, "the page did not send the second part"
+    bar = row.locator("progress")
+    value, top = bar.evaluate("bar => [bar.value, bar.max]")
+    assert 0 < value < top, f"the bar stands at {value} of {top} with one part of three held"
+    expect(row.locator(".upload-pct")).not_to_have_text("0%")
+    held[0].continue_()
+    alice.page.unroute(pattern)
+    expect(row).to_have_count(0, timeout=60_000)
+
+    # Both arrive at bob's. The small one downloads through the page, with its bar;
+    # the large one is handed to the browser's own downloads, never read into the page.
+    small_card = bob.message("agenda.txt").locator(".file-card")
+    big_card = bob.message("site-plan.bin").locator(".file-card")
+    expect(small_card).to_have_attribute("data-state", "ready", timeout=60_000)
+    expect(big_card).to_have_attribute("data-state", "ready", timeout=60_000)
+    with bob.page.expect_download() as caught:
+        small_card.locator(".file-download").click()
+    assert Path(caught.value.path()).read_bytes() == small.read_bytes()
+    read_in_page: list[str] = []
+    bob.page.on(
+        "requestfinished", lambda r: read_in_page.append(r.url) if r.resource_type == "fetch" else None
+    )
+    with bob.page.expect_download(timeout=60_000) as caught:
+        big_card.locator(".file-download").click()
+    assert caught.value.suggested_filename == "site-plan.bin"
+    saved = Path(caught.value.path())
+    assert hashlib.sha256(saved.read_bytes()).digest() == hashlib.sha256(big_data).digest()
+    expect(big_card.locator(".download-progress")).to_be_hidden()
+    assert not [url for url in read_in_page if "/api/v1/files/" in url]
 
 
 def test_a_file_dropped_on_the_conversation_goes_and_downloads_with_progress(
@@ -247,3 +310,40 @@ def test_an_upload_can_be_cancelled(browsers: Browsers, files_network: DevNetwor
     alice.page.reload()
     alice.open_conversation("bob")
     expect(alice.message("big.bin")).to_have_count(0)
+
+
+def test_cancelling_before_the_node_answers_still_frees_the_upload(
+    browsers: Browsers, files_network: DevNetwork, tmp_path: Path
+) -> None:
+    node_a, _ = files_network.nodes
+    alice = browsers.login(node_a, "alice")
+    alice.open_conversation("bob")
+    (tmp_path / "draft.bin").write_bytes(b"\0" * (3 * 1024 * 1024))
+    # The create request is held on its way, as on a slow line, while the user cancels.
+    held: list[Route] = []
+    creates = re.compile(r"/api/v1/conversations/bob/uploads$")
+    alice.page.route(creates, lambda route: held.append(route))
+    alice.page.locator("#file-input").set_input_files(str(tmp_path / "draft.bin"))
+    row = alice.page.locator("#uploads li.upload", has_text="draft.bin")
+    expect(row).to_be_visible()
+    upload_id = row.get_attribute("data-id")
+    for _ in range(50):
+        if held:
+            break
+        alice.page.wait_for_timeout(100)
+    assert held, "the page did not ask to create the upload"
+    row.locator(".upload-cancel").click()
+    expect(row).to_have_count(0)
+    with alice.page.expect_response(lambda r: creates.search(r.url) is not None) as created:
+        held[0].continue_()  # the node creates it only now
+    assert created.value.status == 201
+    alice.page.unroute(creates)
+    # The page deletes it once it exists: it holds no quota, and nothing is sent.
+    status = 200
+    for _ in range(100):
+        status = alice.page.request.get(f"{node_a.url}/api/v1/uploads/{upload_id}").status
+        if status == 404:
+            break
+        alice.page.wait_for_timeout(100)
+    assert status == 404, "the upload created after the cancel was left behind"
+    expect(alice.message("draft.bin")).to_have_count(0)

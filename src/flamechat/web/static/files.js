@@ -9,7 +9,13 @@
   const chat = flame.chat;
   const known = new Map(); // message id → the last message object drawn
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const BLOB_DOWNLOAD_LIMIT = 256 * 1024 * 1024; // larger files go to the browser's own download manager
+  // A page sees a download's progress only by reading the body itself, and without a
+  // service worker (or the File System Access API, which is Chromium's alone and asks
+  // where to save before anything arrives) whatever it reads stays in the tab's memory
+  // until it is handed over whole as a Blob. So only files up to this size are read in
+  // the page, for its progress bar; larger ones are a plain link to the file (served
+  // as an attachment), which the browser streams to disk, showing progress itself.
+  const IN_PAGE_DOWNLOAD_LIMIT = 16 * 1024 * 1024;
 
   function humanSize(bytes) {
     const units = ["B", "KB", "MB", "GB", "TB"];
@@ -70,7 +76,7 @@
   }
 
   async function sendFile(peer, file) {
-    const upload = { id: uuid4(), xhr: null, cancelled: false };
+    const upload = { id: uuid4(), xhr: null, cancelled: false, created: null };
     const row = uploadRow(file);
     row.li.dataset.id = upload.id;
     const show = (done) => {
@@ -81,13 +87,17 @@
     row.cancel.addEventListener("click", async () => {
       upload.cancelled = true;
       if (upload.xhr) upload.xhr.abort();
-      try { await api("DELETE", `/uploads/${upload.id}`); } catch (exc) { /* already gone */ }
       row.li.remove();
+      // Cancelled before the node answered the create request: wait for that answer, or
+      // the DELETE would come first, miss, and the upload would hold quota until it expires.
+      try { await upload.created; } catch (exc) { return; }  // never created: nothing to free
+      try { await api("DELETE", `/uploads/${upload.id}`); } catch (exc) { /* already gone */ }
     });
     try {
-      let state = await api("POST", `/conversations/${encodeURIComponent(peer)}/uploads`, {
+      upload.created = api("POST", `/conversations/${encodeURIComponent(peer)}/uploads`, {
         id: upload.id, name: file.name, size: file.size, type: file.type || "application/octet-stream",
       });
+      let state = await upload.created;
       let failures = 0;
       while (!state.complete && !upload.cancelled) {
         const start = state.received;
@@ -144,7 +154,7 @@
   // --- showing -------------------------------------------------------------------------
 
   async function download(file, button, bar) {
-    if (file.size > BLOB_DOWNLOAD_LIMIT) {  // stream straight to disk; the browser shows progress
+    if (file.size > IN_PAGE_DOWNLOAD_LIMIT) {  // straight to disk; the browser shows progress
       const a = el("a", { href: file.url, download: file.name });
       document.body.appendChild(a);
       a.click();
