@@ -34,7 +34,6 @@ from typing import Any, BinaryIO
 
 from flamechat.crypto.errors import CryptoError
 from flamechat.crypto.filestream import (
-    CHUNK_SIZE,
     SEALED_CHUNK_SIZE,
     StreamDecryptor,
     chunk_count,
@@ -46,7 +45,7 @@ from flamechat.services.clock import Clock, ms
 from flamechat.services.delivery import backoff_delay
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.events import EventHub
-from flamechat.services.files import FileService, file_view
+from flamechat.services.files import FileService, file_view, whole_chunks_plaintext
 from flamechat.services.pipeline import ThreadStage
 from flamechat.services.ports import PeerPort, TransportError
 from flamechat.services.worker import Worker
@@ -352,11 +351,8 @@ class FetchWorker(Worker):
 
 
 def _plain_progress(blob_bytes: int, size: int) -> int:
-    """The plaintext bytes of the whole chunks among ``blob_bytes`` of ciphertext:
-    what a resumed transfer keeps, so progress never goes back after a restart."""
-    if blob_bytes >= ciphertext_size(size):
-        return size
-    return min(size, blob_bytes // SEALED_CHUNK_SIZE * CHUNK_SIZE)
+    """Progress in whole chunks: what a resumed transfer keeps, so it never goes back."""
+    return whole_chunks_plaintext(blob_bytes, size)
 
 
 def _sync_close(handle: BinaryIO) -> None:

@@ -36,6 +36,7 @@ from flamechat.crypto.filestream import (
     SEALED_CHUNK_SIZE,
     StreamEncryptor,
     chunk_span,
+    ciphertext_size,
     decrypt_chunk,
     new_file_key,
     open_small,
@@ -297,16 +298,19 @@ class FileService:
         encryptor = await self._encryptor(upload)
         path = self.blobs.upload_path(owner, upload_id)
         handle = BlobStore.open_append(path, at=encryptor.index * SEALED_CHUNK_SIZE)
+        written = [encryptor.index * SEALED_CHUNK_SIZE]  # bytes of the .part file, by the writing thread
         received = 0
 
-        def seal_and_write(piece: bytes) -> None:
-            sealed = encryptor.feed(piece)
-            if sealed:
-                handle.write(sealed)
+        def write(sealed: bytes) -> bytes | None:
+            handle.write(sealed)
+            written[0] += len(sealed)
+            return None
 
-        # Sealing runs in a thread, overlapped with the next bytes arriving, so a
-        # large upload does not hold the event loop (and every other request).
-        stage = ThreadStage(seal_and_write)
+        # Sealing (the AEAD and two hashes) and writing run in two threads, one
+        # feeding the other, overlapped with each other and with the next bytes
+        # arriving: a large upload holds neither the event loop nor one core.
+        writer = ThreadStage(write)
+        sealer = ThreadStage(encryptor.feed, then=writer)
         try:
             try:
                 async for piece in body:
@@ -316,21 +320,27 @@ class FileService:
                         raise errors.PayloadTooLarge(f"a part holds at most {PART_MAX_BYTES} bytes")
                     if upload.received + received > upload.size:
                         raise errors.InvalidRequest("more bytes than the declared file size", field="size")
-                    await stage.put(piece)
-                await stage.put(b"")  # an empty file is one empty, final chunk
+                    await sealer.put(piece)
+                await sealer.put(b"")  # an empty file is one empty, final chunk
             finally:
-                await stage.close()
+                try:
+                    await sealer.close()
+                finally:
+                    await writer.close()
         finally:
-            # Whatever whole chunks arrived are kept (even if the client went away):
-            # on disk first, then counted, so the offset never runs ahead of the file.
+            # Whatever whole chunks reached the file are kept (even if the client went
+            # away): on disk first, then counted, so the offset never runs ahead of the
+            # file. A failed write leaves the encryptor ahead of the file; the next part
+            # then rebuilds it from the disk (``_encryptor``).
             await asyncio.to_thread(BlobStore.sync, handle)
             handle.close()
             encryptor.discard_pending()
+            kept = whole_chunks_plaintext(written[0], upload.size)
             async with self.db.write() as conn:
-                await node_files.set_upload_received(conn, owner, upload_id, encryptor.consumed)
+                await node_files.set_upload_received(conn, owner, upload_id, kept)
         self._check_not_cancelled(owner, upload_id)
         if not encryptor.done:
-            return UploadState(upload_id, upload.size, encryptor.consumed)
+            return UploadState(upload_id, upload.size, kept)
         message = await self._finish(upload, encryptor, path)
         return UploadState(upload_id, upload.size, upload.size, message)
 
@@ -587,6 +597,14 @@ def _inspect_blob(blobs: BlobStore, blob_id: str, key: bytes, size: int) -> tupl
         reader.seek(0)
         picture = make_thumbnail(io.BufferedReader(reader))
     return sniffed, None if picture is None else seal_small(key, THUMBNAIL_PURPOSE, picture)
+
+
+def whole_chunks_plaintext(blob_bytes: int, size: int) -> int:
+    """The plaintext bytes of the whole sealed chunks among the first ``blob_bytes``
+    of a file of ``size``: what an interrupted upload or download keeps."""
+    if blob_bytes >= ciphertext_size(size):
+        return size
+    return min(size, blob_bytes // SEALED_CHUNK_SIZE * CHUNK_SIZE)
 
 
 def _rebuild_encryptor(path: Path, upload: UploadRecord, index: int) -> StreamEncryptor:

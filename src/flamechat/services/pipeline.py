@@ -1,9 +1,12 @@
-"""A bounded two-stage pipeline: the event loop receives while a thread works.
+"""Bounded pipelines: the event loop receives while threads work.
 
 Hashing, AEAD and file writes release the GIL, so handing them to a thread
 lets a transfer's bytes be checked and written on one core while the next
-bytes arrive on the other. Memory stays bounded: ``put`` waits once
-``depth`` pieces are queued.
+bytes arrive on the other. Two stages side by side (each ``put`` the same
+pieces), or one feeding the next (``then``: what the first returns goes to
+the second), overlap two kinds of work, such as checking and writing or
+sealing and writing. Memory stays bounded: ``put`` waits once ``depth``
+pieces are queued.
 """
 
 from __future__ import annotations
@@ -16,10 +19,18 @@ BATCH_BYTES = 4 * 1024 * 1024
 
 
 class ThreadStage:
-    """Calls blocking ``work(piece)`` for every piece put, in order, off the loop."""
+    """Calls blocking ``work(piece)`` for every piece put, in order, off the loop.
 
-    def __init__(self, work: Callable[[bytes], None], *, depth: int = 16) -> None:
+    With ``then``, whatever non-empty bytes ``work`` returns are put to that
+    stage, in order (and its error becomes this stage's). Close this stage
+    before ``then``.
+    """
+
+    def __init__(
+        self, work: Callable[[bytes], bytes | None], *, depth: int = 16, then: ThreadStage | None = None
+    ) -> None:
         self._work = work
+        self._then = then
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -63,12 +74,19 @@ class ThreadStage:
                     size += len(more)
             if batch and self._error is None:
                 try:
-                    await asyncio.to_thread(self._each, batch)
+                    out = await asyncio.to_thread(self._each, batch)
+                    if self._then is not None:
+                        for result in out:
+                            await self._then.put(result)
                 except Exception as exc:  # handed to the producer at its next put or close
                     self._error = exc
             if done:
                 return
 
-    def _each(self, batch: list[bytes]) -> None:
+    def _each(self, batch: list[bytes]) -> list[bytes]:
+        out = []
         for piece in batch:
-            self._work(piece)
+            result = self._work(piece)
+            if result:
+                out.append(result)
+        return out
