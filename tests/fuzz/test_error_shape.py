@@ -5,12 +5,15 @@ Every refusal is ``{"error": {"code": <machine code>, "message": <for people>,
 wrong methods, malformed JSON, bodies too large (announced or streamed), and
 bugs, which answer ``500 internal_error`` without leaking a stack trace.
 The apps are called in this process straight through ASGI, so a 500 is seen
-as the client would see it.
+as the client would see it. Node-signed APIs (federation, directory) check the
+signature before they read the body: a malformed body is ``422`` naming the
+field only when signed by a known node; unsigned, it is ``401`` whatever it holds.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,17 +21,22 @@ from typing import Any
 import pytest
 
 from flamechat.config import DirectorySettings, NodeSettings
+from flamechat.crypto import NodeKey, b64encode, sign_request
 from flamechat.devnet import free_port
 from flamechat.directory.app import create_directory_app
 from flamechat.node import create_node_app
+from flamechat.storage import node_cache
+from flamechat.storage.records import KnownNode
 
-pytestmark = pytest.mark.fuzz
+# One event loop for the module: the apps' databases, once used, belong to the loop that used them.
+pytestmark = [pytest.mark.fuzz, pytest.mark.asyncio(loop_scope="module")]
 
 NODE_LIMIT = 4096
 DIRECTORY_LIMIT = 64 * 1024  # fixed in directory/app.py
 ENVELOPE_ID = "0190a5e4-8c1b-7a3e-9f00-123456789abc"
 NODE_ID = "n" + "a" * 24
 SECRET = "s3cret-detail-that-must-not-leak"
+PEER = NodeKey.from_seed(bytes(range(32, 64)))  # a node both apps know once `known_peer` ran
 
 
 @dataclass
@@ -169,7 +177,34 @@ def surfaces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Surface]:
 
 
 SURFACES = ["local", "federation", "directory"]
+SIGNED = ["federation", "directory"]
 JSON = {"content-type": "application/json"}
+
+
+async def known_peer(surface: Surface) -> None:
+    """Make PEER a node this surface knows: registered with the directory, cached by the node."""
+    if surface.name == "directory":
+        path = f"/directory/v1/nodes/{PEER.node_id}"
+        body = json.dumps({"url": "http://127.0.0.1:9", "public_key": b64encode(PEER.public_key)}).encode()
+        assert (await call(surface.app, "PUT", path, body, signed("PUT", path, body))).status == 200
+    elif surface.name == "federation":
+        node = surface.app.state.node
+        async with node.db.write() as conn:
+            await node_cache.put_node(
+                conn, KnownNode(PEER.node_id, "http://127.0.0.1:9", PEER.public_key, False), 0
+            )
+
+
+def signed(method: str, path: str, body: bytes) -> dict[str, str]:
+    return {**JSON, **sign_request(PEER, method, path, body, timestamp=int(time.time())).as_dict()}
+
+
+async def headers_for(surface: Surface, method: str, path: str, body: bytes) -> dict[str, str]:
+    """What a legitimate caller sends: a browser's plain JSON, or a known node's signed request."""
+    if surface.name not in SIGNED:
+        return JSON
+    await known_peer(surface)
+    return signed(method, path, body)
 
 
 @pytest.mark.parametrize("name", SURFACES)
@@ -203,14 +238,13 @@ async def test_malformed_json_is_422_on_field_body(
 ) -> None:
     surface = surfaces[name]
     method, path = surface.json_route
-    error = assert_error(await call(surface.app, method, path, raw, JSON), 422, "invalid_request")
+    headers = await headers_for(surface, method, path, raw)
+    error = assert_error(await call(surface.app, method, path, raw, headers), 422, "invalid_request")
     assert error["field"] == "body"
 
 
-@pytest.mark.parametrize("name", SURFACES)
-async def test_a_bad_field_is_422_naming_it(surfaces: dict[str, Surface], name: str) -> None:
-    surface = surfaces[name]
-    method, path = surface.json_route
+def wrong_body(name: str) -> tuple[bytes, str]:
+    """A body of the surface's JSON route with one field wrong, and that field's name."""
     wrong = {
         "local": {"username": "alice", "password": 12345},
         "federation": {
@@ -225,10 +259,46 @@ async def test_a_bad_field_is_422_naming_it(surfaces: dict[str, Surface], name: 
         "directory": {"username": "Not A Name", "password": "pw"},
     }[name]
     expected = {"local": "password", "federation": "sent_at", "directory": "username"}[name]
-    answer = await call(surface.app, method, path, json.dumps(wrong).encode(), JSON)
+    return json.dumps(wrong).encode(), expected
+
+
+@pytest.mark.parametrize("name", SURFACES)
+async def test_a_bad_field_is_422_naming_it(surfaces: dict[str, Surface], name: str) -> None:
+    surface = surfaces[name]
+    method, path = surface.json_route
+    body, expected = wrong_body(name)
+    answer = await call(surface.app, method, path, body, await headers_for(surface, method, path, body))
     error = assert_error(answer, 422, "invalid_request")
     assert error["field"] == expected
     assert expected in error["message"]
+
+
+@pytest.mark.parametrize("name", SIGNED)
+@pytest.mark.parametrize("kind", ["bad field", "not json", "empty"])
+async def test_an_unsigned_body_is_401_and_its_faults_are_not_told(
+    surfaces: dict[str, Surface], name: str, kind: str
+) -> None:
+    """Only a node that signs learns what its body should hold."""
+    surface = surfaces[name]
+    method, path = surface.json_route
+    body, field = wrong_body(name)
+    body = {"bad field": body, "not json": b"not json at all", "empty": b""}[kind]
+    error = assert_error(await call(surface.app, method, path, body, JSON), 401, "bad_signature")
+    assert "field" not in error
+    assert field not in error["message"]
+    assert "details" not in error
+
+
+@pytest.mark.parametrize("name", SIGNED)
+async def test_a_body_signed_by_a_stranger_is_401_before_it_is_read(
+    surfaces: dict[str, Surface], name: str
+) -> None:
+    surface = surfaces[name]
+    method, path = surface.json_route
+    body, _field = wrong_body(name)
+    stranger = NodeKey.from_seed(bytes(range(64, 96)))
+    headers = {**JSON, **sign_request(stranger, method, path, body, timestamp=int(time.time())).as_dict()}
+    assert_error(await call(surface.app, method, path, body, headers), 401, "unknown_node")
 
 
 @pytest.mark.parametrize("name", SURFACES)
@@ -236,11 +306,14 @@ async def test_a_body_over_the_limit_is_413(surfaces: dict[str, Surface], name: 
     surface = surfaces[name]
     method, path = surface.json_route
     too_big = json.dumps({"username": "alice", "password": "x" * surface.limit}).encode()
-    announced = await call(surface.app, method, path, too_big, JSON)
+    headers = await headers_for(surface, method, path, too_big)  # signed: so the body is read at all
+    announced = await call(surface.app, method, path, too_big, headers)
     assert_error(announced, 413, "payload_too_large")
     # the same bytes streamed without Content-Length are counted as they arrive
     pieces = [too_big[i : i + 1000] for i in range(0, len(too_big), 1000)]
-    streamed = await call(surface.app, method, path, pieces, JSON)
+    streamed = await call(
+        surface.app, method, path, pieces, await headers_for(surface, method, path, too_big)
+    )
     assert_error(streamed, 413, "payload_too_large")
 
 

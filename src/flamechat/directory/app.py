@@ -1,5 +1,6 @@
 """The directory's HTTP API, ``/directory/v1``."""
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -12,7 +13,7 @@ from flamechat.crypto import b64decode, b64encode
 from flamechat.crypto.errors import MalformedError
 from flamechat.httpapi.errors import install_error_handlers
 from flamechat.httpapi.limits import BodySizeLimit
-from flamechat.httpapi.signed import RequestVerifier
+from flamechat.httpapi.signed import RequestVerifier, json_body
 from flamechat.keyfile import load_or_create_key
 from flamechat.protocol import models
 from flamechat.protocol.errors import BadNodeSignature
@@ -65,15 +66,14 @@ def directory_router(service: DirectoryService, verifier: RequestVerifier) -> AP
     async def key() -> dict[str, str]:
         return {"public_key": b64encode(service.key.public_key)}
 
-    @router.put("/nodes/{node_id}", response_model=models.SignedNode)
-    async def register_node(
-        node_id: NodePath, body: models.NodeRegistration, request: Request
-    ) -> dict[str, Any]:
-        try:
-            public_key = b64decode(body.public_key, size=32, what="public_key")
-        except MalformedError as exc:
-            raise BadNodeSignature(str(exc)) from exc
-        signer = await verifier.verify(request, public_key=public_key)
+    # Bodies are parsed only once the signature over their raw bytes holds (httpapi/signed.py).
+
+    @router.put(
+        "/nodes/{node_id}", response_model=models.SignedNode, openapi_extra=json_body(models.NodeRegistration)
+    )
+    async def register_node(node_id: NodePath, request: Request) -> dict[str, Any]:
+        public_key = _claimed_key(await request.body())
+        signer, body = await verifier.verify_body(request, models.NodeRegistration, public_key=public_key)
         if signer != node_id:
             raise BadNodeSignature("a node may only register itself")
         return await service.register_node(node_id, body.url, body.public_key, relay=body.relay)
@@ -88,9 +88,9 @@ def directory_router(service: DirectoryService, verifier: RequestVerifier) -> AP
         await verifier.verify(request)
         return await service.node_record(node_id)
 
-    @router.put("/nodes/{node_id}/presence", status_code=204)
-    async def presence(node_id: NodePath, body: models.PresenceReport, request: Request) -> None:
-        signer = await verifier.verify(request)
+    @router.put("/nodes/{node_id}/presence", status_code=204, openapi_extra=json_body(models.PresenceReport))
+    async def presence(node_id: NodePath, request: Request) -> None:
+        signer, body = await verifier.verify_body(request, models.PresenceReport)
         if signer != node_id:
             raise BadNodeSignature("a node may only report its own presence")
         entries = [
@@ -98,21 +98,27 @@ def directory_router(service: DirectoryService, verifier: RequestVerifier) -> AP
         ]
         await service.report_presence(node_id, entries)
 
-    @router.post("/logins", response_model=models.SignedUser)
-    async def check_login(body: models.LoginCheck, request: Request) -> dict[str, Any]:
-        node_id = await verifier.verify(request)
+    @router.post("/logins", response_model=models.SignedUser, openapi_extra=json_body(models.LoginCheck))
+    async def check_login(request: Request) -> dict[str, Any]:
+        node_id, body = await verifier.verify_body(request, models.LoginCheck)
         return await service.check_login(node_id, body.username, body.password)
 
-    @router.put("/users/{username}/keys", response_model=models.SignedUser)
-    async def publish_keys(username: UserPath, body: models.PublishKeys, request: Request) -> dict[str, Any]:
-        node_id = await verifier.verify(request)
+    @router.put(
+        "/users/{username}/keys",
+        response_model=models.SignedUser,
+        openapi_extra=json_body(models.PublishKeys),
+    )
+    async def publish_keys(username: UserPath, request: Request) -> dict[str, Any]:
+        node_id, body = await verifier.verify_body(request, models.PublishKeys)
         return await service.publish_keys(
             node_id, username, body.sign_key, body.box_key, body.binding_signature
         )
 
-    @router.put("/users/{username}/card", response_model=models.SignedUser)
-    async def set_card(username: UserPath, body: models.UserCard, request: Request) -> dict[str, Any]:
-        node_id = await verifier.verify(request)
+    @router.put(
+        "/users/{username}/card", response_model=models.SignedUser, openapi_extra=json_body(models.UserCard)
+    )
+    async def set_card(username: UserPath, request: Request) -> dict[str, Any]:
+        node_id, body = await verifier.verify_body(request, models.UserCard)
         return await service.set_card(
             node_id, username, display_name=body.display_name, title=body.title, department=body.department
         )
@@ -128,6 +134,19 @@ def directory_router(service: DirectoryService, verifier: RequestVerifier) -> AP
         return await service.user(username, asking_node=node_id)
 
     return router
+
+
+def _claimed_key(raw: bytes) -> bytes:
+    """The key a registering node names in its body: the one its signature must verify with."""
+    try:
+        claimed = json.loads(raw)
+    except ValueError:
+        claimed = None
+    value = claimed.get("public_key") if isinstance(claimed, dict) else None
+    try:
+        return b64decode(value if isinstance(value, str) else "", size=32, what="public_key")
+    except MalformedError as exc:
+        raise BadNodeSignature(f"no key to check the signature with: {exc}") from exc
 
 
 def create_directory_app(settings: DirectorySettings, clock: Clock | None = None) -> FastAPI:

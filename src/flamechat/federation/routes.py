@@ -7,7 +7,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from flamechat import __version__
-from flamechat.httpapi.signed import RequestVerifier
+from flamechat.httpapi.signed import RequestVerifier, json_body
 from flamechat.protocol import errors, models
 from flamechat.protocol.ids import USERNAME_PATTERN
 from flamechat.protocol.versions import FEATURES, PROTOCOL_VERSIONS
@@ -51,28 +51,36 @@ def federation_router(
             "features": list(FEATURES),
         }
 
-    @router.put("/envelopes/{envelope_id}", response_model=models.EnvelopeAccepted)
-    async def put_envelope(
-        envelope_id: EnvelopeIdPath, envelope: models.EnvelopeWire, request: Request
-    ) -> dict[str, Any]:
-        node_id = await verifier.verify(request)
+    # Bodies are parsed only once the signature over their raw bytes holds (httpapi/signed.py).
+
+    @router.put(
+        "/envelopes/{envelope_id}",
+        response_model=models.EnvelopeAccepted,
+        openapi_extra=json_body(models.EnvelopeWire),
+    )
+    async def put_envelope(envelope_id: EnvelopeIdPath, request: Request) -> dict[str, Any]:
+        node_id, envelope = await verifier.verify_body(request, models.EnvelopeWire)
         if envelope.id != envelope_id:
             raise errors.InvalidRequest("the path id and the envelope id differ", field="id")
         status = await messaging.receive(node_id, envelope.model_dump())
         return {"id": envelope_id, "status": status}
 
-    @router.post("/envelopes", response_model=models.EnvelopeBatchResult)
-    async def post_envelopes(batch: models.EnvelopeBatch, request: Request) -> dict[str, Any]:
+    @router.post(
+        "/envelopes", response_model=models.EnvelopeBatchResult, openapi_extra=json_body(models.EnvelopeBatch)
+    )
+    async def post_envelopes(request: Request) -> dict[str, Any]:
         """Several envelopes at once, stored in one transaction; each gets its own outcome."""
-        node_id = await verifier.verify(request)
+        node_id, batch = await verifier.verify_body(request, models.EnvelopeBatch)
         outcomes = await messaging.receive_batch(node_id, [e.model_dump() for e in batch.envelopes])
         return {"results": [o.to_wire() for o in outcomes]}
 
-    @router.put("/relay/envelopes/{envelope_id}", response_model=models.EnvelopeAccepted)
-    async def deposit(
-        envelope_id: EnvelopeIdPath, body: models.RelayDeposit, request: Request
-    ) -> dict[str, Any]:
-        node_id = await verifier.verify(request)
+    @router.put(
+        "/relay/envelopes/{envelope_id}",
+        response_model=models.EnvelopeAccepted,
+        openapi_extra=json_body(models.RelayDeposit),
+    )
+    async def deposit(envelope_id: EnvelopeIdPath, request: Request) -> dict[str, Any]:
+        node_id, body = await verifier.verify_body(request, models.RelayDeposit)
         if body.envelope.id != envelope_id:
             raise errors.InvalidRequest("the path id and the envelope id differ", field="envelope.id")
         status = await relay.accept(node_id, body.recipient_node, body.envelope.model_dump())
@@ -84,9 +92,9 @@ def federation_router(
         items = await relay.pending(node_id, limit)
         return {"envelopes": [{"seq": i.seq, "envelope": json.loads(i.payload)} for i in items]}
 
-    @router.post("/relay/acks", response_model=models.RelayAcked)
-    async def acknowledge(body: models.RelayAcks, request: Request) -> dict[str, Any]:
-        node_id = await verifier.verify(request)
+    @router.post("/relay/acks", response_model=models.RelayAcked, openapi_extra=json_body(models.RelayAcks))
+    async def acknowledge(request: Request) -> dict[str, Any]:
+        node_id, body = await verifier.verify_body(request, models.RelayAcks)
         return {"acknowledged": await relay.acknowledge(node_id, body.seqs)}
 
     @router.get("/presence", response_model=models.PresenceAnswer)
@@ -105,10 +113,10 @@ def federation_router(
             ]
         }
 
-    @router.put("/presence", status_code=204)
-    async def pushed_presence(body: models.PresenceReport, request: Request) -> None:
+    @router.put("/presence", status_code=204, openapi_extra=json_body(models.PresenceReport))
+    async def pushed_presence(request: Request) -> None:
         """A peer's users as it shows them to this node, sent when one changes."""
-        node_id = await verifier.verify(request)
+        node_id, body = await verifier.verify_body(request, models.PresenceReport)
         await presence.receive_push(
             node_id,
             [PresenceEntry(u.username, u.status, u.status_text, tuple(u.hidden_from)) for u in body.users],
