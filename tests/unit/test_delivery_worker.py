@@ -50,15 +50,24 @@ class FakePeers:
     delivered: list[tuple[str, str]] = field(default_factory=list)
     deposits: list[tuple[str, str]] = field(default_factory=list)
     hang: asyncio.Event = field(default_factory=asyncio.Event)
+    calls: int = 0  # calls made, whatever their outcome
+    in_flight: int = 0
+    most_in_flight: int = 0
 
     async def deliver(self, node_url: str, envelope: dict[str, Any]) -> dict[str, Any]:
-        mode = self.behaviour.get(node_url, "ok")
-        if mode == "down":
-            raise TransportError("connection refused", transient=True)
-        if mode == "refuse":
-            raise TransportError("403", transient=False, status=403, code="forbidden")
-        if mode == "hang":
-            await self.hang.wait()
+        self.calls += 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            mode = self.behaviour.get(node_url, "ok")
+            if mode == "down":
+                raise TransportError("connection refused", transient=True)
+            if mode == "refuse":
+                raise TransportError("403", transient=False, status=403, code="forbidden")
+            if mode == "hang":
+                await self.hang.wait()
+        finally:
+            self.in_flight -= 1
         self.delivered.append((node_url, envelope["id"]))
         return {"id": envelope["id"], "status": "stored"}
 
@@ -68,24 +77,70 @@ class FakePeers:
 
 @dataclass
 class FakeRelay:
+    """Takes deposits (or refuses them, or hangs until ``release`` is set)."""
+
     accepts: bool = True
+    hangs: bool = False
     deposits: list[tuple[str, str]] = field(default_factory=list)
+    waiting: int = 0  # deposit batches hanging now
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def deposit_batch(self, recipient_node: str, wires: list[dict[str, Any]]) -> list[str | None]:
+        if self.hangs:
+            self.waiting += 1
+            try:
+                await self.release.wait()
+            finally:
+                self.waiting -= 1
+        if not self.accepts:
+            return [None] * len(wires)
+        self.deposits += [(recipient_node, wire["id"]) for wire in wires]
+        return ["nrelayrrrrrrrrrrrrrrrrrrrr"] * len(wires)
 
     async def deposit(self, recipient_node: str, wire: dict[str, Any]) -> str | None:
-        if not self.accepts:
-            return None
-        self.deposits.append((recipient_node, wire["id"]))
-        return "nrelayrrrrrrrrrrrrrrrrrrrr"
+        return (await self.deposit_batch(recipient_node, [wire]))[0]
 
 
 @dataclass
 class World:
     db: Database
     clock: FakeClock
+    directory: DirectoryView
     peers: FakePeers
     relay: FakeRelay
     messaging: MessagingService
-    worker: DeliveryWorker
+    worker: DeliveryWorker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.worker = self.make_worker()
+
+    def make_worker(self, **options: Any) -> DeliveryWorker:
+        return DeliveryWorker(
+            self.db,
+            self.directory,
+            self.peers,
+            self.messaging,
+            self.relay,  # type: ignore[arg-type]
+            self.clock,
+            node_id=ME,
+            relay_after=30.0,
+            base_delay=1.0,
+            max_delay=60.0,
+            rng=lambda: 1.0,  # no jitter: delays are exactly base * 2**(n-1)
+            **options,
+        )
+
+    async def add_users(self, *names: str) -> None:
+        """Users each on a node of their own, at http://<name>.test."""
+        keys = UserKeys.generate().public
+        async with self.db.write() as conn:
+            await node_cache.put_users(
+                conn,
+                [
+                    KnownUser(n, n, f"n{n:z<25}", f"http://{n}.test", keys.sign, keys.box, False, 0)
+                    for n in names
+                ],
+            )
 
     async def queue(self, recipient: str, envelope_id: str) -> None:
         """A sent message as MessagingService.send leaves it: history row + outbox entry."""
@@ -113,6 +168,23 @@ class World:
                 now=now,
                 expires_at=now + 3_600_000,
             )
+
+    async def queue_many(self, recipient: str, count: int, *, start: int = 0) -> list[str]:
+        """``count`` messages to ``recipient`` queued in one transaction (a backlog)."""
+        now = int(self.clock.now() * 1000)
+        ids = [f"00000000-0000-7000-8000-{n:012d}" for n in range(start, start + count)]
+        async with self.db.write() as conn:
+            for envelope_id in ids:
+                await node_messages.enqueue(
+                    conn,
+                    envelope_id=envelope_id,
+                    sender="alice",
+                    recipient=recipient,
+                    payload=json.dumps({"id": envelope_id}),
+                    now=now,
+                    expires_at=now + 3_600_000,
+                )
+        return ids
 
     async def state(self, envelope_id: str) -> tuple[str, str | None]:
         async with self.db.read() as conn:
@@ -152,21 +224,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         clock,
         node_id=ME,
     )
-    peers, relay = FakePeers(), FakeRelay()
-    worker = DeliveryWorker(
-        db,
-        directory,
-        peers,
-        messaging,
-        relay,  # type: ignore[arg-type]
-        clock,
-        node_id=ME,
-        relay_after=30.0,
-        base_delay=1.0,
-        max_delay=60.0,
-        rng=lambda: 1.0,  # no jitter: delays are exactly base * 2**(n-1)
-    )
-    yield World(db, clock, peers, relay, messaging, worker)
+    world = World(db, clock, directory, FakePeers(), FakeRelay(), messaging)
+    yield world
     await db.close()
 
 
@@ -256,3 +315,95 @@ async def test_long_unreachable_recipient_goes_to_a_relay(world: World) -> None:
     assert world.relay.deposits == [(BOB_NODE, "00000000-0000-7000-8000-000000000001")]
     assert await world.state("00000000-0000-7000-8000-000000000001") == ("sent", None)
     assert await world.outbox() == 0
+
+
+async def test_a_slow_peers_backlog_does_not_hide_a_later_message_to_another_peer(world: World) -> None:
+    """1000 envelopes wait for bob's slow node; one for carol, queued after them,
+    leaves in the very first dispatch instead of after bob's backlog shrinks."""
+    world.peers.behaviour["http://bob.test"] = "hang"
+    await world.queue_many("bob", 1000)
+    await world.queue("carol", "00000000-0000-7000-8000-100000000001")
+    assert await world.worker.dispatch() == 2  # one batch for bob, one for carol
+    for _ in range(100):
+        if world.peers.delivered:
+            break
+        await asyncio.sleep(0.01)
+    assert world.peers.delivered == [("http://carol.test", "00000000-0000-7000-8000-100000000001")]
+    world.peers.hang.set()
+    await world.worker.drain(rounds=50)
+    delivered = [i for url, i in world.peers.delivered if url == "http://bob.test"]
+    assert delivered == [f"00000000-0000-7000-8000-{n:012d}" for n in range(1000)]  # bob's, all in order
+
+
+async def test_a_slow_peer_in_flight_does_not_hide_later_messages_to_others(world: World) -> None:
+    """While bob's node holds a batch, his remaining backlog is not what the worker looks at."""
+    world.peers.behaviour["http://bob.test"] = "hang"
+    await world.queue_many("bob", 1000)
+    assert await world.worker.dispatch() == 1
+    await world.queue("carol", "00000000-0000-7000-8000-100000000001")
+    assert await world.worker.dispatch() == 1  # carol's, although 900 of bob's are older and due
+    for _ in range(100):
+        if world.peers.delivered:
+            break
+        await asyncio.sleep(0.01)
+    assert world.peers.delivered == [("http://carol.test", "00000000-0000-7000-8000-100000000001")]
+    world.peers.hang.set()
+    await world.worker.drain(rounds=50)
+
+
+async def until(check: Any, what: str, rounds: int = 300) -> None:
+    """Let the worker's tasks run (the fake clock does not move) until ``check()``."""
+    for _ in range(rounds):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{what}: not reached")
+
+
+async def test_at_most_concurrency_batches_are_in_flight(world: World) -> None:
+    names = ["dave", "erin", "frank", "gina"]
+    await world.add_users(*names)
+    for n, name in enumerate(names):
+        world.peers.behaviour[f"http://{name}.test"] = "hang"
+        await world.queue(name, f"00000000-0000-7000-8000-00000000000{n}")
+    worker = world.make_worker(concurrency=3)
+    running = asyncio.create_task(worker.run(idle_wait=0.01))
+    try:
+        await until(lambda: world.peers.in_flight == 3, "three calls in flight")
+        for _ in range(30):  # many more rounds of the worker: the fourth still waits
+            await asyncio.sleep(0.01)
+        assert (world.peers.in_flight, world.peers.most_in_flight, world.peers.calls) == (3, 3, 3)
+        world.peers.hang.set()
+        await until(lambda: len(world.peers.delivered) == 4, "all four delivered once the peers answer")
+        assert world.peers.most_in_flight == 3
+    finally:
+        running.cancel()
+
+
+async def test_a_hanging_relay_does_not_use_up_the_slots_healthy_peers_need(world: World) -> None:
+    """Four dead nodes, two delivery slots, a relay that never answers: carol's
+    message still leaves at once, and at most two deposits wait on the relay."""
+    dead = ["dave", "erin", "frank", "gina"]
+    await world.add_users(*dead)
+    for n, name in enumerate(dead):
+        world.peers.behaviour[f"http://{name}.test"] = "down"
+        await world.queue(name, f"00000000-0000-7000-8000-00000000000{n}")
+    world.clock.t += 31  # past relay_after: they go to the relay once their nodes fail
+    world.relay.hangs = True
+    await world.queue("carol", "00000000-0000-7000-8000-000000000009")
+    worker = world.make_worker(concurrency=2, deposit_concurrency=2)
+    running = asyncio.create_task(worker.run(idle_wait=0.01))
+    try:
+        await until(lambda: world.peers.delivered, "carol's message delivered")
+        assert world.peers.delivered == [("http://carol.test", "00000000-0000-7000-8000-000000000009")]
+        assert world.relay.waiting == 2  # the deposit slots, and no more
+        # the dead nodes whose deposits found no free slot wait for their retry: not lost, not failed
+        assert [(await world.state(f"00000000-0000-7000-8000-00000000000{n}"))[0] for n in range(4)] == [
+            "pending"
+        ] * 4
+        world.relay.release.set()
+        await until(lambda: len(world.relay.deposits) == 2 and worker.running == 0, "the two deposits done")
+        world.clock.t += 2  # the others' retry falls due
+        await until(lambda: len(world.relay.deposits) == 4, "all four deposited once the relay answers")
+    finally:
+        running.cancel()

@@ -7,9 +7,12 @@ Three roles, one service:
   cannot read the content. Storage is bounded per recipient and per
   depositing node, and expires.
 * **depositor** — when a recipient's node stays unreachable past
-  ``relay_after``, the outbox worker hands the envelope to a relay. Relays
-  are tried in rendezvous-hash order for the recipient's node, so deposits
-  for one node tend to land on the same relay.
+  ``relay_after``, the outbox worker hands the envelopes to a relay, a batch
+  at a time. Relays are tried in rendezvous-hash order for the recipient's
+  node, so deposits for one node tend to land on the same relay. A relay
+  that fails is left for the rest of the batch, and one that is unreachable,
+  hangs or errs is skipped for a while (a circuit breaker) rather than tried
+  again for every envelope.
 * **collector** — a node asks every relay for its users' envelopes at
   start-up, periodically and when a user logs in, stores them like direct
   deliveries (idempotent by id), then acknowledges them so the relay
@@ -28,6 +31,7 @@ from typing import Any
 from flamechat.crypto import SealedEnvelope, verify_envelope_origin
 from flamechat.crypto.errors import CryptoError
 from flamechat.protocol import errors
+from flamechat.services.breaker import Breaker
 from flamechat.services.clock import Clock, ms
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.messaging import MessagingService
@@ -54,6 +58,13 @@ class RelayDisabled(errors.Forbidden):
     code = "relay_disabled"
 
 
+def relay_at_fault(exc: TransportError) -> bool:
+    """Is the failure the relay's (down, hanging, erring, refusing all), not one envelope's?"""
+    if exc.code == RelayQuotaExceeded.code:
+        return False  # full for one recipient; others may still fit
+    return exc.transient or exc.code == RelayDisabled.code
+
+
 def rendezvous_order(relays: list[KnownNode], key: str) -> list[KnownNode]:
     """Highest-random-weight order of ``relays`` for ``key`` (stable, spread)."""
     return sorted(relays, key=lambda n: hashlib.sha256(f"{key}|{n.node_id}".encode()).digest(), reverse=True)
@@ -74,6 +85,8 @@ class RelayService:
         max_per_depositor: int = 100_000,
         ttl: float = 14 * 24 * 3600,
         collect_interval: float = 30.0,
+        breaker_base: float = 5.0,
+        breaker_max: float = 300.0,
     ) -> None:
         self.db = db
         self.directory = directory
@@ -86,6 +99,7 @@ class RelayService:
         self.max_per_depositor = max_per_depositor
         self.ttl = ttl
         self.collect_interval = collect_interval
+        self.breaker = Breaker(clock, base=breaker_base, cap=breaker_max)
         self._collect_now = asyncio.Event()
 
     # --- as a relay ------------------------------------------------------------------
@@ -143,24 +157,60 @@ class RelayService:
     # --- as a depositor ----------------------------------------------------------------
 
     async def deposit(self, recipient_node: str, wire: dict[str, Any]) -> str | None:
-        """Hand ``wire`` to the first relay that takes it; its node id, or None.
+        """Hand ``wire`` to the first relay that takes it; its node id, or None."""
+        return (await self.deposit_batch(recipient_node, [wire]))[0]
 
-        If none of the known relays takes it, the relay list is fetched again
-        (at most every ``RELAYS_RECHECK`` seconds): relays that registered since
-        the list was cached are tried too, instead of waiting out its freshness.
+    async def deposit_batch(self, recipient_node: str, wires: list[dict[str, Any]]) -> list[str | None]:
+        """Hand ``wires`` to relays, in order; for each, the relay that took it, or None.
+
+        Each relay takes what it can from the first envelope not yet placed; at
+        its first failure the rest go to the next relay, so the envelopes placed
+        are always a prefix (a pair's order is kept). Relays whose breaker is
+        open are skipped. If the known relays do not take everything, the relay
+        list is fetched again (at most every ``RELAYS_RECHECK`` seconds): relays
+        that registered since the list was cached are tried too.
         """
+        placed: list[str | None] = [None] * len(wires)
+        start = 0
         tried: set[str] = {self.node_id, recipient_node}
         for max_age in (None, RELAYS_RECHECK):
             relays = [r for r in await self.directory.relays(max_age=max_age) if r.node_id not in tried]
             for relay in rendezvous_order(relays, recipient_node):
                 tried.add(relay.node_id)
-                try:
-                    await self.peers.deposit(relay.url, recipient_node, wire)
-                except TransportError as exc:
-                    log.info("relay %s refused or unreachable: %s", relay.node_id, exc)
+                if not self.breaker.allow(relay.node_id):
+                    log.debug("relay %s failed recently; not trying it yet", relay.node_id)
                     continue
-                return relay.node_id
-        return None
+                start = await self._deposit_at(relay, recipient_node, wires, placed, start)
+                if start == len(wires):
+                    return placed
+        return placed
+
+    async def _deposit_at(
+        self,
+        relay: KnownNode,
+        recipient_node: str,
+        wires: list[dict[str, Any]],
+        placed: list[str | None],
+        start: int,
+    ) -> int:
+        """Deposit ``wires[start:]`` at ``relay`` until its first failure; the first not placed."""
+        try:
+            for index in range(start, len(wires)):
+                try:
+                    await self.peers.deposit(relay.url, recipient_node, wires[index])
+                except TransportError as exc:
+                    if relay_at_fault(exc):
+                        self.breaker.failed(relay.node_id)
+                    else:
+                        self.breaker.succeeded(relay.node_id)  # it answered: it is up
+                    log.info("relay %s refused or unreachable: %s", relay.node_id, exc)
+                    return index
+                self.breaker.succeeded(relay.node_id)
+                placed[index] = relay.node_id
+        except BaseException:
+            self.breaker.abandoned(relay.node_id)
+            raise
+        return len(wires)
 
     # --- as a collector ------------------------------------------------------------------
 

@@ -229,9 +229,11 @@ def _outbox(row: object) -> OutboxItem:
 
 
 async def due(
-    conn: AsyncConnection, now: int, limit: int, *, skip: Collection[int] | None = None
+    conn: AsyncConnection, now: int, limit: int, *, skip_recipients: Collection[str] = ()
 ) -> list[OutboxItem]:
-    """The oldest ``limit`` envelopes due now, leaving out the ``skip`` seqs (in flight).
+    """The oldest ``limit`` envelopes due now, leaving out those to ``skip_recipients``
+    (recipients whose node already has a batch in flight, or was served this round),
+    so that one recipient's backlog cannot fill the window and hide the others.
 
     Head of line per (sender, recipient): an envelope waits while an older one
     of its pair is scheduled for later, so each pair leaves in queue order.
@@ -247,10 +249,10 @@ async def due(
         )
         .exists()
     )
-    query = select(outbox).where(outbox.c.next_attempt_at <= now, ~blocked)
-    if skip:
-        query = query.where(outbox.c.seq.not_in(list(skip)))
-    rows = await conn.execute(query.order_by(outbox.c.seq).limit(limit))
+    query = select(outbox).where(outbox.c.next_attempt_at <= now)
+    if skip_recipients:
+        query = query.where(outbox.c.recipient.not_in(list(skip_recipients)))
+    rows = await conn.execute(query.where(~blocked).order_by(outbox.c.seq).limit(limit))
     return [_outbox(r) for r in rows.all()]
 
 
