@@ -114,6 +114,20 @@ def _serve(app: Any, host: str, port: int) -> None:
     show_default=True,
     help="Argon2id cost (minimal: tests only).",
 )
+@click.option(
+    "--login-checks-per-minute-per-node",
+    type=click.IntRange(min=1),
+    default=600,
+    show_default=True,
+    help="Password checks one node may ask for per minute.",
+)
+@click.option(
+    "--login-checks-per-minute-per-account",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Password checks of one account per minute, from all nodes together.",
+)
 def directory(**options: Any) -> None:
     """Run the directory (login server)."""
     from flamechat.directory.app import create_directory_app

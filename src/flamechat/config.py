@@ -19,6 +19,8 @@ class DirectorySettings:
     presence_ttl: float = 30.0
     open_registration: bool = True
     password_profile: str = "interactive"
+    login_checks_per_minute_per_node: int = 600
+    login_checks_per_minute_per_account: int = 20
 
     @property
     def database_path(self) -> Path:

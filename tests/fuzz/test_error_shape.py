@@ -37,6 +37,7 @@ ENVELOPE_ID = "0190a5e4-8c1b-7a3e-9f00-123456789abc"
 NODE_ID = "n" + "a" * 24
 SECRET = "s3cret-detail-that-must-not-leak"
 PEER = NodeKey.from_seed(bytes(range(32, 64)))  # a node both apps know once `known_peer` ran
+LOGIN_CHECKS = 3  # the directory's password checks per account and minute, here
 
 
 @dataclass
@@ -142,7 +143,13 @@ def surfaces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Surface]:
     node = create_node_app(
         NodeSettings(data_dir=root / "node", directory_url=dead, max_request_bytes=NODE_LIMIT)
     )
-    directory = create_directory_app(DirectorySettings(data_dir=root / "directory"))
+    directory = create_directory_app(
+        DirectorySettings(
+            data_dir=root / "directory",
+            password_profile="minimal",
+            login_checks_per_minute_per_account=LOGIN_CHECKS,
+        )
+    )
     for app, prefix in ((node, "/api/v1"), (node, "/federation/v1"), (directory, "/directory/v1")):
         app.add_api_route(f"{prefix}/test-only-bug", _raise, methods=["POST"])
     return {
@@ -324,3 +331,17 @@ async def test_a_bug_is_500_internal_error_without_a_trace(surfaces: dict[str, S
     assert_error(answer, 500, "internal_error")
     assert SECRET not in answer.body.decode()
     assert "RuntimeError" not in answer.body.decode()
+
+
+async def test_a_flood_of_password_checks_is_429_with_retry_after(surfaces: dict[str, Surface]) -> None:
+    surface = surfaces["directory"]
+    await known_peer(surface)
+    path = "/directory/v1/logins"
+    body = json.dumps({"username": "flooded", "password": "a guess"}).encode()
+    answers = [
+        await call(surface.app, "POST", path, body, signed("POST", path, body)) for _ in range(LOGIN_CHECKS)
+    ]
+    assert [a.status for a in answers] == [401] * LOGIN_CHECKS  # no such user: wrong credentials
+    refused = await call(surface.app, "POST", path, body, signed("POST", path, body))
+    assert_error(refused, 429, "rate_limited")
+    assert 1 <= int(refused.headers["retry-after"]) <= 60

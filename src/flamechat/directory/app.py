@@ -21,6 +21,7 @@ from flamechat.protocol.ids import NODE_ID_PATTERN, USERNAME_PATTERN
 from flamechat.protocol.versions import FEATURES, PROTOCOL_VERSIONS
 from flamechat.services.clock import Clock, SystemClock
 from flamechat.services.directory import DirectoryService
+from flamechat.services.login_checks import LoginChecks, LoginCheckSettings
 from flamechat.services.passwords import make_hasher
 from flamechat.storage.database import Database, migrate, sqlite_url
 from flamechat.storage.records import PresenceEntry
@@ -31,6 +32,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": models.ErrorBody, "description": "no such user or node"},
     413: {"model": models.ErrorBody, "description": "request body over 64 KiB"},
     422: {"model": models.ErrorBody, "description": "malformed input"},
+    429: {"model": models.ErrorBody, "description": "too many password checks; see Retry-After"},
 }
 
 # Names in paths are checked like the same names in bodies, before any signature work or lookup.
@@ -48,6 +50,12 @@ def open_directory(settings: DirectorySettings, clock: Clock | None = None) -> D
         clock or SystemClock(),
         presence_ttl=settings.presence_ttl,
         open_registration=settings.open_registration,
+        login_checks=LoginChecks(
+            LoginCheckSettings(
+                per_node_per_minute=settings.login_checks_per_minute_per_node,
+                per_account_per_minute=settings.login_checks_per_minute_per_account,
+            )
+        ),
     )
 
 

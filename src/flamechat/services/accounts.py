@@ -105,7 +105,9 @@ class AccountService:
         try:
             record = await self.directory.check_login(username, password)
             directory_online = True
-        except errors.DirectoryUnavailable:
+        except (errors.DirectoryUnavailable, errors.RateLimited):
+            # A user this node knows logs in on its own verifier, as while the directory is down:
+            # someone flooding the directory with guesses at their password does not lock them out.
             if account is None:
                 raise
             directory_online = False

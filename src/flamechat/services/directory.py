@@ -23,6 +23,7 @@ from flamechat.crypto.errors import MalformedError
 from flamechat.protocol import errors
 from flamechat.protocol.ids import is_username
 from flamechat.services.clock import Clock, ms
+from flamechat.services.login_checks import LoginChecks
 from flamechat.services.passwords import verify_password
 from flamechat.storage import directory_store as store
 from flamechat.storage.database import Database
@@ -51,6 +52,7 @@ class DirectoryService:
         *,
         presence_ttl: float = 30.0,
         open_registration: bool = True,
+        login_checks: LoginChecks | None = None,
     ) -> None:
         self.db = db
         self.key = key
@@ -58,6 +60,7 @@ class DirectoryService:
         self.clock = clock
         self.presence_ttl = presence_ttl
         self.open_registration = open_registration
+        self.login_checks = login_checks or LoginChecks()
         self._dummy_hash = hasher.hash("not a real password")
 
     # --- administration (CLI) ------------------------------------------------------
@@ -150,13 +153,17 @@ class DirectoryService:
     # --- users -----------------------------------------------------------------------
 
     async def check_login(self, node_id: str, username: str, password: str) -> dict[str, Any]:
-        """A node asks whether ``password`` is right; the first node asking becomes home."""
+        """A node asks whether ``password`` is right; the first node asking becomes home.
+
+        Rate limited per node and per account, and verified in a thread (LoginChecks)."""
+        await self.login_checks.admit(node_id, username)
         async with self.db.read() as conn:
             account = await store.get_account(conn, username)
-        if account is None or account.disabled:
-            verify_password(self.hasher, self._dummy_hash, password)  # same cost either way
-            raise errors.InvalidCredentials("wrong username or password")
-        if not verify_password(self.hasher, account.password_hash, password):
+        if account is not None and account.disabled:
+            account = None
+        verifier = self._dummy_hash if account is None else account.password_hash  # the same cost either way
+        right = await self.login_checks.run(lambda: verify_password(self.hasher, verifier, password))
+        if account is None or not right:
             raise errors.InvalidCredentials("wrong username or password")
         if account.home_node is None:
             async with self.db.write() as conn:

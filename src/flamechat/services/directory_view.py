@@ -97,6 +97,13 @@ class DirectoryView:
         try:
             result = await call()
         except TransportError as exc:
+            if exc.status == 429:  # busy with this caller, not down: no breaker, no "offline" banner
+                self._set_reachable(True)
+                retry = exc.peer_details.get("retry_after")
+                wait = min(3600, max(1, int(retry))) if isinstance(retry, int | float) else 1
+                raise errors.RateLimited(
+                    exc.peer_message or "the directory asks to slow down", retry_after=wait
+                ) from exc
             if exc.transient:
                 self._down_until = self.clock.now() + self.breaker
                 self._set_reachable(False)
