@@ -2,7 +2,8 @@
 an administrator resets a password from the CLI (and the node's operator confirms
 it); a node that dies without a word has its users shown offline once the
 directory's presence reports go stale; a user's first logins sent all at once
-leave one set of keys, which others can write to."""
+leave one set of keys, which others can write to; a conversation or profile
+page of no one is 404."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from flamechat.devnet import DevNetwork, http_json
 from tests.conftest import PASSWORDS
 from tests.integration.conftest import NetworkFactory
-from tests.support import ApiSession, EventStream, eventually, login
+from tests.support import ApiSession, EventStream, eventually, login, raw_request
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +117,26 @@ def test_first_logins_sent_at_once_leave_keys_that_others_can_write_to(network: 
         what="carol's message delivered to dave",
     )
     assert state
+
+
+def test_a_conversation_or_a_profile_of_no_one_is_404(network: DevNetwork) -> None:
+    node1 = network.nodes[0]
+    alice = login(node1, "alice", PASSWORDS["alice"])
+    status, body = alice.call("GET", "/api/v1/conversations/nobody/messages")
+    assert status == 404, body
+    assert body["error"]["code"] == "unknown_user"  # as when sending to nobody
+    status, body = alice.call("GET", "/api/v1/conversations/bob/messages")  # someone, not written to yet
+    assert status == 200, body
+    assert body["messages"] == []
+
+    browser = {"Cookie": alice.cookie, "Accept": "text/html"}
+    for name in ("nobody", "NOPE"):  # no such user; no name anyone could have
+        answer = raw_request("GET", f"{node1.url}/profile/{name}", None, browser)
+        assert answer.status == 404, answer
+        headers = {k.lower(): v for k, v in answer.headers.items()}
+        assert headers["content-type"].startswith("text/html"), headers
+        assert "No such person" in answer.body["raw"]
+        assert f"@{name}" in answer.body["raw"]
+    answer = raw_request("GET", f"{node1.url}/profile/bob", None, browser)
+    assert answer.status == 200, answer
+    assert "No such person" not in answer.body["raw"]

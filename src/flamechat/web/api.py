@@ -204,6 +204,10 @@ def api_router(
         rows, next_cursor, newer = await messaging.history(
             session.username, peer, before=before, after=after, around=around, limit=limit
         )
+        if not rows and before is None and after is None and around is None:
+            # No history with them at all: a conversation with no one is 404, like sending to no one.
+            with contextlib.suppress(errors.DirectoryUnavailable, errors.ServiceUnavailable):
+                await directory.resolve(peer)  # UnknownUser if the directory has no such user
         return {
             "messages": await files.decorate(session.username, [with_html(message_view(r)) for r in rows]),
             "next_cursor": next_cursor,

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from flamechat.protocol import errors
+from flamechat.protocol.ids import is_username
 from flamechat.services.accounts import AccountService, Session
 from flamechat.services.blocks import BlockService
 from flamechat.services.directory_view import DirectoryView, shown_presence
@@ -60,6 +61,7 @@ def page_router(
         if session is None:
             return RedirectResponse("/login", status_code=303)
         chosen = await presence.status_of(session.username)
+        built = await build(session)
         context = {
             "me": session.username,
             "csrf_token": session.csrf_token,
@@ -68,9 +70,10 @@ def page_router(
             "idle_away_seconds": idle_away_seconds,
             "cached": directory.reachable is False,
             "node_url": node_url,
-            **await build(session),
+            **built,
         }
-        return TEMPLATES.TemplateResponse(request, template, context)
+        status = 404 if built.get("not_found") else 200  # the page says so; the status too
+        return TEMPLATES.TemplateResponse(request, template, context, status_code=status)
 
     @router.get("/login", response_class=HTMLResponse)
     async def login_page(request: Request) -> Response:
@@ -105,6 +108,8 @@ def page_router(
     @router.get("/profile/{username}", response_class=HTMLResponse)
     async def profile_page(request: Request, username: str) -> Response:
         async def build(session: Session) -> dict[str, Any]:
+            if not is_username(username):  # no one can be called that: no lookup, and a page not JSON
+                return {"profile": None, "username": username[:64], "own": False, "not_found": True}
             try:
                 profile = await profiles.view(username)
             except errors.UnknownUser:
@@ -127,6 +132,7 @@ def page_router(
                 "username": username,
                 "own": username == session.username,
                 "blocked": await blocks.is_blocked(session.username, username),
+                "not_found": profile is None,
             }
 
         return await page(request, "profile.html", build)
