@@ -37,20 +37,46 @@ def config_defaults(command: click.Command, table: dict[str, Any], where: str = 
 
     Keys are option names (``data-dir`` or ``data_dir``); a table named after a
     subcommand (``[user.reset-password]``) holds that subcommand's options, and
-    a group's own keys (``[user] data-dir = …``) apply to all its subcommands.
+    a group's own keys (``[user] data-dir = …``) apply to all its subcommands
+    that have the option. A key no command there has, or a table naming no
+    command, is an error (ValueError naming both): a typo must not pass
+    silently for a setting.
     """
+    _check_names(command, table, where)
+    return _defaults(command, table)
+
+
+def _option_names(command: click.Command, *, deep: bool) -> set[str]:
+    names = {p.name for p in command.params if p.name and p.expose_value}
+    if deep and isinstance(command, click.Group):
+        for sub in command.commands.values():
+            names |= _option_names(sub, deep=True)
+    return names
+
+
+def _check_names(command: click.Command, table: dict[str, Any], where: str) -> None:
+    known = _option_names(command, deep=True)
+    commands = command.commands if isinstance(command, click.Group) else {}
+    section = f"[{where.rstrip('.')}]" if where else "(top level)"
+    for name, value in table.items():
+        if isinstance(value, dict):
+            if name not in commands:
+                raise ValueError(f"config table [{where}{name}]: no such command")
+            _check_names(commands[name], value, f"{where}{name}.")
+        elif name.replace("-", "_") not in known:
+            raise ValueError(f"config table {section}: no such option {name!r}")
+
+
+def _defaults(command: click.Command, table: dict[str, Any]) -> dict[str, Any]:
     options = {k.replace("-", "_"): v for k, v in table.items() if not isinstance(v, dict)}
     if not isinstance(command, click.Group):
-        return options
+        own = _option_names(command, deep=False)
+        return {k: v for k, v in options.items() if k in own}  # inherited keys it does not have
     defaults: dict[str, Any] = dict(options)
-    for name, value in table.items():
-        if isinstance(value, dict) and name not in command.commands:
-            raise ValueError(f"config table [{where}{name}]: no such command")
     for name, sub in command.commands.items():
-        own = table.get(name, {})
-        if isinstance(own, dict):
-            inherited = {k: v for k, v in table.items() if not isinstance(v, dict)}
-            defaults[name] = config_defaults(sub, {**inherited, **own}, f"{where}{name}.")
+        sub_table = table.get(name, {})
+        inherited = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        defaults[name] = _defaults(sub, {**inherited, **sub_table})
     return defaults
 
 
