@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from flamechat.crypto import UserKeys
+from flamechat.devnet import free_port
+from flamechat.federation.client import HttpPeers, SignedClient
 from flamechat.services.blocks import BlockService
 from flamechat.services.delivery import DeliveryWorker
 from flamechat.services.directory_view import DirectoryView
@@ -24,10 +26,13 @@ from flamechat.services.keyring import KeyRing
 from flamechat.services.messaging import MessagingService
 from flamechat.services.ports import TransportError
 from flamechat.services.ratelimit import RateLimits, RateSettings
+from flamechat.services.relay import RelayService
 from flamechat.storage import node_cache, node_messages
 from flamechat.storage.database import Database, migrate, sqlite_url
-from flamechat.storage.records import KnownUser
+from flamechat.storage.records import KnownNode, KnownUser, OutboxItem
+from tests.unit.hanging import HangingServer
 from tests.unit.support import DirectoryDown as NoDirectory
+from tests.unit.support import node_key
 
 ME = "nmeeeeeeeeeeeeeeeeeeeeeeee"
 BOB_NODE = "nbobbbbbbbbbbbbbbbbbbbbbbb"
@@ -114,13 +119,13 @@ class World:
     def __post_init__(self) -> None:
         self.worker = self.make_worker()
 
-    def make_worker(self, **options: Any) -> DeliveryWorker:
+    def make_worker(self, *, peers: Any = None, relay: Any = None, **options: Any) -> DeliveryWorker:
         return DeliveryWorker(
             self.db,
             self.directory,
-            self.peers,
+            peers or self.peers,
             self.messaging,
-            self.relay,  # type: ignore[arg-type]
+            relay or self.relay,
             self.clock,
             node_id=ME,
             relay_after=30.0,
@@ -130,17 +135,23 @@ class World:
             **options,
         )
 
-    async def add_users(self, *names: str) -> None:
-        """Users each on a node of their own, at http://<name>.test."""
+    async def add_users(self, *names: str, url: str | None = None) -> None:
+        """Users each on a node of their own, at http://<name>.test (or ``url``)."""
         keys = UserKeys.generate().public
         async with self.db.write() as conn:
             await node_cache.put_users(
                 conn,
                 [
-                    KnownUser(n, n, f"n{n:z<25}", f"http://{n}.test", keys.sign, keys.box, False, 0)
+                    KnownUser(n, n, f"n{n:z<25}", url or f"http://{n}.test", keys.sign, keys.box, False, 0)
                     for n in names
                 ],
             )
+
+    async def outbox_item(self, envelope_id: str) -> OutboxItem:
+        async with self.db.read() as conn:
+            items = await node_messages.due(conn, 2**62, 1000)
+        (item,) = [i for i in items if i.envelope_id == envelope_id]
+        return item
 
     async def queue(self, recipient: str, envelope_id: str) -> None:
         """A sent message as MessagingService.send leaves it: history row + outbox entry."""
@@ -407,3 +418,54 @@ async def test_a_hanging_relay_does_not_use_up_the_slots_healthy_peers_need(worl
         await until(lambda: len(world.relay.deposits) == 4, "all four deposited once the relay answers")
     finally:
         running.cancel()
+
+
+# --- timeouts, with the real peer client against a loopback server that never answers -------------
+
+SHORT_TIMEOUT = 0.3  # the peer client's timeout here; the drain's bound only catches a lost one
+
+
+async def test_a_peer_that_never_answers_costs_one_timeout_and_the_envelope_is_retried(world: World) -> None:
+    async with HangingServer() as hanging:
+        await world.add_users("dave", url=hanging.url)
+        client = SignedClient(node_key("me"), world.clock, timeout=SHORT_TIMEOUT)
+        worker = world.make_worker(peers=HttpPeers(client))
+        await world.queue("dave", "00000000-0000-7000-8000-000000000001")
+        try:
+            await asyncio.wait_for(worker.drain(), 10)
+        finally:
+            await client.close()
+        assert hanging.connections >= 1
+    assert await world.state("00000000-0000-7000-8000-000000000001") == ("pending", None)
+    item = await world.outbox_item("00000000-0000-7000-8000-000000000001")
+    assert item.attempts == 1
+    assert item.next_attempt_at == int(world.clock.now() * 1000) + 1000  # the first retry, 1 s on
+
+
+async def test_a_relay_that_never_answers_costs_one_timeout_and_is_then_skipped(world: World) -> None:
+    """dave's node refuses connections; the only relay takes them and never answers."""
+    async with HangingServer() as hanging:
+        await world.add_users("dave", url=f"http://127.0.0.1:{free_port()}")
+        relay_node = KnownNode("n" + "h" * 25, hanging.url, bytes(32), relay=True)
+        async with world.db.write() as conn:
+            await node_cache.put_node(conn, relay_node, 0)
+        client = SignedClient(node_key("me"), world.clock, timeout=SHORT_TIMEOUT)
+        peers = HttpPeers(client)
+        relays = RelayService(world.db, world.directory, peers, world.messaging, world.clock, node_id=ME)
+        worker = world.make_worker(peers=peers, relay=relays)
+        await world.queue("dave", "00000000-0000-7000-8000-000000000001")
+        await world.queue("dave", "00000000-0000-7000-8000-000000000002")
+        world.clock.t += 31  # past relay_after
+        try:
+            await asyncio.wait_for(worker.drain(), 10)
+            assert hanging.connections == 1  # one deposit tried, not one per envelope
+            assert relays.breaker.is_open(relay_node.node_id)
+            world.clock.t += 1  # the retry falls due; the relay is still skipped
+            await asyncio.wait_for(worker.drain(), 10)
+            assert hanging.connections == 1
+        finally:
+            await client.close()
+    for n in (1, 2):
+        envelope_id = f"00000000-0000-7000-8000-00000000000{n}"
+        assert await world.state(envelope_id) == ("pending", None)  # neither lost nor failed
+        assert (await world.outbox_item(envelope_id)).attempts == 2

@@ -89,7 +89,12 @@ class SignedClient:
         headers = signed.as_dict()
         if body is not None:
             headers["Content-Type"] = "application/json"
-        request_timeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
+        # Always a ClientTimeout: aiohttp takes ``timeout=None`` to mean no timeout at all.
+        request_timeout = (
+            aiohttp.ClientTimeout(total=timeout, sock_connect=self.timeout.sock_connect)
+            if timeout
+            else self.timeout
+        )
         try:
             async with self._session.request(
                 method, URL(url, encoded=True), data=data, headers=headers, timeout=request_timeout
