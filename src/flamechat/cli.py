@@ -211,6 +211,13 @@ def directory(**options: Any) -> None:
     "--retry-max", type=float, default=300.0, show_default=True, help="Longest retry delay in seconds."
 )
 @click.option(
+    "--delivery-concurrency",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Batches of envelopes delivered at once (each to a different node).",
+)
+@click.option(
     "--password-profile",
     type=click.Choice(["interactive", "minimal"]),
     default="interactive",
@@ -257,6 +264,13 @@ def directory(**options: Any) -> None:
     default=100_000,
     show_default=True,
     help="Envelopes held as a relay from one depositing node.",
+)
+@click.option(
+    "--relay-max-bytes-per-depositor",
+    type=click.IntRange(min=1),
+    default=1024**3,
+    show_default=True,
+    help="Bytes of envelopes held as a relay from one depositing node.",
 )
 @click.option(
     "--relay-ttl",

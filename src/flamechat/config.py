@@ -44,6 +44,7 @@ class NodeSettings:
     outbox_ttl: float = 7 * 24 * 3600.0
     retry_base: float = 0.5
     retry_max: float = 300.0
+    delivery_concurrency: int = 32
     password_profile: str = "interactive"
     max_request_bytes: int = 512 * 1024
     relay: bool = True
@@ -51,6 +52,7 @@ class NodeSettings:
     relay_collect_interval: float = 30.0
     relay_max_per_recipient: int = 10_000
     relay_max_per_depositor: int = 100_000
+    relay_max_bytes_per_depositor: int = 1024**3
     relay_ttl: float = 14 * 24 * 3600.0
     idle_away_seconds: float = 300.0
     messages_per_minute: int = 120

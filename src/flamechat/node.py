@@ -163,6 +163,7 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
         offer=settings.relay,
         max_per_recipient=settings.relay_max_per_recipient,
         max_per_depositor=settings.relay_max_per_depositor,
+        max_bytes_per_depositor=settings.relay_max_bytes_per_depositor,
         ttl=settings.relay_ttl,
         collect_interval=settings.relay_collect_interval,
     )
@@ -175,6 +176,7 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
         clock,
         node_id=key.node_id,
         relay_after=settings.relay_after,
+        concurrency=settings.delivery_concurrency,
         base_delay=settings.retry_base,
         max_delay=settings.retry_max,
     )

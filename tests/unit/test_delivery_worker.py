@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
+from flamechat.config import NodeSettings
 from flamechat.crypto import UserKeys
 from flamechat.devnet import free_port
 from flamechat.federation.client import HttpPeers, SignedClient
+from flamechat.node import build_node
 from flamechat.services.blocks import BlockService
 from flamechat.services.delivery import DeliveryWorker
 from flamechat.services.directory_view import DirectoryView
@@ -469,3 +471,12 @@ async def test_a_relay_that_never_answers_costs_one_timeout_and_is_then_skipped(
         envelope_id = f"00000000-0000-7000-8000-00000000000{n}"
         assert await world.state(envelope_id) == ("pending", None)  # neither lost nor failed
         assert (await world.outbox_item(envelope_id)).attempts == 2
+
+
+async def test_the_delivery_concurrency_is_a_node_setting(tmp_path: Path) -> None:
+    settings = NodeSettings(data_dir=tmp_path / "node", password_profile="minimal", delivery_concurrency=5)
+    node = build_node(settings)
+    try:
+        assert node.delivery.concurrency == 5
+    finally:
+        await node.db.close()

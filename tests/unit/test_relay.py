@@ -6,6 +6,7 @@ Real storage, fake peers, a directory that is down, a fake clock."""
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +159,32 @@ async def test_storage_is_bounded_per_depositor(node_db: Database, clock: FakeCl
     with pytest.raises(RelayQuotaExceeded):
         await relay.accept(ALICE_NODE, BOB_NODE, envelope(3))
     await relay.accept("n" + "z" * 24, BOB_NODE, envelope(3))  # another depositor still fits
+
+
+async def test_expired_envelopes_awaiting_the_purge_do_not_hold_a_quota(
+    node_db: Database, clock: FakeClock
+) -> None:
+    relay = await make_relay(node_db, clock, max_per_recipient=2, max_per_depositor=3, ttl=3600.0)
+    await relay.accept(ALICE_NODE, BOB_NODE, envelope(1))
+    await relay.accept(ALICE_NODE, BOB_NODE, envelope(2))
+    await relay.accept(ALICE_NODE, BOB_NODE, envelope(3, recipient="carol"))
+    with pytest.raises(RelayQuotaExceeded):
+        await relay.accept(ALICE_NODE, BOB_NODE, envelope(4))
+    clock.advance(3601)  # all three expired; the purge has not run yet
+    assert await relay.accept(ALICE_NODE, BOB_NODE, envelope(4)) == "stored"
+    assert await relay.accept(ALICE_NODE, BOB_NODE, envelope(5)) == "stored"
+    assert [h.envelope_id[-1] for h in await relay.pending(BOB_NODE, 10)] == ["4", "5"]
+
+
+async def test_storage_is_bounded_in_bytes_per_depositor(node_db: Database, clock: FakeClock) -> None:
+    size = len(json.dumps(envelope(1)))
+    relay = await make_relay(node_db, clock, max_bytes_per_depositor=2 * size + size // 2)
+    await relay.accept(ALICE_NODE, BOB_NODE, envelope(1))
+    await relay.accept(ALICE_NODE, BOB_NODE, envelope(2, recipient="carol"))
+    with pytest.raises(RelayQuotaExceeded) as refused:
+        await relay.accept(ALICE_NODE, BOB_NODE, envelope(3))  # would pass 2.5 envelopes' bytes
+    assert refused.value.status == 507
+    assert await relay.accept("n" + "z" * 24, BOB_NODE, envelope(3)) == "stored"  # another depositor fits
 
 
 async def test_held_envelopes_expire(relay: RelayService, clock: FakeClock) -> None:

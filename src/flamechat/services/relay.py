@@ -5,7 +5,8 @@ Three roles, one service:
 * **relay** — another node deposits an envelope for a user of a third node.
   The relay checks the sender's signature (so it stores nothing forged) but
   cannot read the content. Storage is bounded per recipient and per
-  depositing node, and expires.
+  depositing node (envelopes and bytes; expired ones do not count), and
+  expires.
 * **depositor** — when a recipient's node stays unreachable past
   ``relay_after``, the outbox worker hands the envelopes to a relay, a batch
   at a time. Relays are tried in rendezvous-hash order for the recipient's
@@ -83,6 +84,7 @@ class RelayService:
         offer: bool = True,
         max_per_recipient: int = 10_000,
         max_per_depositor: int = 100_000,
+        max_bytes_per_depositor: int = 1024**3,
         ttl: float = 14 * 24 * 3600,
         collect_interval: float = 30.0,
         breaker_base: float = 5.0,
@@ -97,6 +99,7 @@ class RelayService:
         self.offer = offer
         self.max_per_recipient = max_per_recipient
         self.max_per_depositor = max_per_depositor
+        self.max_bytes_per_depositor = max_bytes_per_depositor
         self.ttl = ttl
         self.collect_interval = collect_interval
         self.breaker = Breaker(clock, base=breaker_base, cap=breaker_max)
@@ -129,10 +132,13 @@ class RelayService:
         async with self.db.write() as conn:
             if await node_relay.holds(conn, envelope.id, envelope.recipient):
                 return "duplicate"
-            for_recipient, from_depositor = await node_relay.counts(
-                conn, recipient=envelope.recipient, depositor=depositor
-            )
-            if for_recipient >= self.max_per_recipient or from_depositor >= self.max_per_depositor:
+            held = await node_relay.counts(conn, recipient=envelope.recipient, depositor=depositor, now=now)
+            payload = json.dumps(wire)
+            if (
+                held.for_recipient >= self.max_per_recipient
+                or held.from_depositor >= self.max_per_depositor
+                or held.bytes_from_depositor + len(payload) > self.max_bytes_per_depositor
+            ):
                 raise RelayQuotaExceeded("this relay is full for that recipient or depositor")
             await node_relay.deposit(
                 conn,
@@ -140,7 +146,7 @@ class RelayService:
                 recipient=envelope.recipient,
                 recipient_node=recipient_node,
                 depositor=depositor,
-                payload=json.dumps(wire),
+                payload=payload,
                 now=now,
                 expires_at=now + int(self.ttl * 1000),
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -9,19 +11,32 @@ from flamechat.storage.node_schema import relay_store
 from flamechat.storage.records import RelayedEnvelope
 
 
-async def counts(conn: AsyncConnection, *, recipient: str, depositor: str) -> tuple[int, int]:
-    """How many envelopes are held for ``recipient`` and from ``depositor``."""
+@dataclass(frozen=True)
+class Held:
+    """What a relay holds, unexpired, for one recipient and from one depositor."""
+
+    for_recipient: int
+    from_depositor: int
+    bytes_from_depositor: int
+
+
+async def counts(conn: AsyncConnection, *, recipient: str, depositor: str, now: int) -> Held:
+    """How much is held for ``recipient`` and from ``depositor``, leaving out what has
+    expired (it is deleted at the next purge, and must not hold a quota until then)."""
+    live = relay_store.c.expires_at > now
     for_recipient = (
         await conn.execute(
-            select(func.count()).select_from(relay_store).where(relay_store.c.recipient == recipient)
+            select(func.count()).select_from(relay_store).where(relay_store.c.recipient == recipient, live)
         )
     ).scalar()
-    from_depositor = (
+    row = (
         await conn.execute(
-            select(func.count()).select_from(relay_store).where(relay_store.c.depositor == depositor)
+            select(func.count(), func.coalesce(func.sum(relay_store.c.size), 0)).where(
+                relay_store.c.depositor == depositor, live
+            )
         )
-    ).scalar()
-    return int(for_recipient or 0), int(from_depositor or 0)
+    ).one()
+    return Held(int(for_recipient or 0), int(row[0] or 0), int(row[1] or 0))
 
 
 async def holds(conn: AsyncConnection, envelope_id: str, recipient: str) -> bool:
