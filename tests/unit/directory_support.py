@@ -2,7 +2,8 @@
 
 Answers are the directory's own signed JSON, so node services see exactly
 what they would over HTTP; refusals become the TransportError the HTTP
-client raises. ``tamper`` lets a test alter every answer on its way.
+client raises. ``tamper`` lets a test alter every answer on its way, and ``forged`` replace
+every answer (a refusal too) with one of its choosing.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class InProcessDirectory:
         self.node_id = node_id
         self.tamper: Callable[[dict[str, Any]], dict[str, Any]] = lambda answer: answer
         self.key_answer: dict[str, Any] | None = None  # what GET /key says, if not the truth
+        self.forged: dict[str, Any] | None = None  # handed back instead of any answer, even a refusal
         self.calls: list[str] = []
 
     async def _answer(self, name: str, call: Awaitable[dict[str, Any]]) -> dict[str, Any]:
@@ -42,6 +44,8 @@ class InProcessDirectory:
         try:
             answer = await call
         except errors.FlameError as exc:
+            if self.forged is not None:
+                return self.forged
             raise TransportError(
                 exc.message,
                 transient=exc.status >= 500 or exc.status == 429,
@@ -50,7 +54,7 @@ class InProcessDirectory:
                 peer_message=exc.message,
                 peer_details=exc.details,
             ) from exc
-        return self.tamper(answer)
+        return self.forged if self.forged is not None else self.tamper(answer)
 
     async def fetch_key(self) -> dict[str, Any]:
         self.calls.append("fetch_key")

@@ -17,7 +17,14 @@ import pytest
 from flamechat.crypto import KdfParams, NodeKey, b64encode, sign_document
 from flamechat.protocol import errors
 from flamechat.services.accounts import AccountService
-from flamechat.services.directory import NODE_PURPOSE, NODES_PURPOSE, USER_PURPOSE, USERS_PURPOSE
+from flamechat.services.directory import (
+    LOGIN_PURPOSE,
+    NODE_PURPOSE,
+    NODES_PURPOSE,
+    USER_PURPOSE,
+    USERS_PURPOSE,
+    DirectoryService,
+)
 from flamechat.services.directory_view import DIRECTORY_KEY_FACT, DirectoryView
 from flamechat.services.events import EventHub
 from flamechat.services.keyring import KeyRing
@@ -33,6 +40,7 @@ directory_db_template = directory_support.directory_db_template
 directory_service = directory_support.directory_service
 
 IMPOSTOR = node_key("impostor")
+OTHER = node_key("other")
 MALLORY = user_keys("mallory")
 PURPOSES = {"user": USER_PURPOSE, "users": USERS_PURPOSE, "node": NODE_PURPOSE, "nodes": NODES_PURPOSE}
 
@@ -54,7 +62,7 @@ def signed_by(key: NodeKey) -> Callable[[dict[str, Any]], dict[str, Any]]:
 
     def resign(answer: dict[str, Any]) -> dict[str, Any]:
         doc = {k: v for k, v in swap_keys(answer).items() if k != "signature"}
-        purpose = next(p for field, p in PURPOSES.items() if field in doc)
+        purpose = LOGIN_PURPOSE if "node_id" in doc else next(p for f, p in PURPOSES.items() if f in doc)
         return {**doc, "signature": b64encode(sign_document(key, purpose, doc))}
 
     return resign
@@ -167,4 +175,59 @@ async def test_a_key_learned_on_first_contact_stays_pinned(
     with pytest.raises(errors.ServiceUnavailable):
         await restarted.resolve("bob")
     assert port.calls.count("fetch_key") == 1
+    assert await nothing_cached(node_db)
+
+
+# --- login approvals: genuine directory signatures, used where they do not belong ------------
+
+
+async def replayed_login(
+    node_db: Database, port: InProcessDirectory, clock: FakeClock, answer: dict[str, Any]
+) -> tuple[AccountService, KeyRing]:
+    """alice logs in while the network hands her node ``answer`` instead of the directory's."""
+    port.forged = answer
+    keyring = KeyRing()
+    accounts = accounts_on(view_of(node_db, port, clock, DIRECTORY_KEY.public_key), node_db, keyring, clock)
+    with pytest.raises(errors.ServiceUnavailable):
+        await accounts.login("alice", "not-her-password")
+    return accounts, keyring
+
+
+async def test_a_user_record_does_not_pass_for_a_login_approval(
+    node_db: Database, port: InProcessDirectory, clock: FakeClock, directory_service: DirectoryService
+) -> None:
+    """Anyone may fetch alice's signed record; handed over as the answer to a login with a wrong
+    password, it would have let that login in (and, at her first login, set her password here)."""
+    record = await directory_service.user("alice", asking_node=NODE_KEY.node_id)
+    _accounts, keyring = await replayed_login(node_db, port, clock, record)
+    assert keyring.get("alice") is None
+    assert await nothing_cached(node_db)
+
+
+async def test_an_approval_for_another_user_or_from_long_ago_is_refused(
+    node_db: Database, port: InProcessDirectory, clock: FakeClock, directory_service: DirectoryService
+) -> None:
+    for_bob = await directory_service.check_login(NODE_KEY.node_id, "bob", "bob-password")
+    earlier = await directory_service.check_login(NODE_KEY.node_id, "alice", "alice-password")
+    _accounts, keyring = await replayed_login(node_db, port, clock, for_bob)
+    assert keyring.get("alice") is None
+    clock.advance(61)
+    _accounts, keyring = await replayed_login(node_db, port, clock, earlier)
+    assert keyring.get("alice") is None
+    async with node_db.read() as conn:
+        assert await node_accounts.get_account(conn, "alice") is None  # no password was set here
+
+    port.forged = None  # the control case: a fresh approval for this node and user
+    accounts = accounts_on(view_of(node_db, port, clock, DIRECTORY_KEY.public_key), node_db, KeyRing(), clock)
+    assert (await accounts.login("alice", "alice-password")).session.username == "alice"
+
+
+async def test_an_approval_given_to_another_node_is_refused(
+    node_db: Database, port: InProcessDirectory, clock: FakeClock, directory_service: DirectoryService
+) -> None:
+    """alice lives on the other node: its approval, replayed here, does not make this node her home."""
+    await directory_service.register_node(OTHER.node_id, "http://other.test", b64encode(OTHER.public_key))
+    for_other_node = await directory_service.check_login(OTHER.node_id, "alice", "alice-password")
+    _accounts, keyring = await replayed_login(node_db, port, clock, for_other_node)
+    assert keyring.get("alice") is None
     assert await nothing_cached(node_db)

@@ -106,7 +106,7 @@ def directory_router(service: DirectoryService, verifier: RequestVerifier) -> AP
         ]
         await service.report_presence(node_id, entries)
 
-    @router.post("/logins", response_model=models.SignedUser, openapi_extra=json_body(models.LoginCheck))
+    @router.post("/logins", response_model=models.SignedLogin, openapi_extra=json_body(models.LoginCheck))
     async def check_login(request: Request) -> dict[str, Any]:
         node_id, body = await verifier.verify_body(request, models.LoginCheck)
         return await service.check_login(node_id, body.username, body.password)

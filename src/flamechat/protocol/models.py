@@ -206,6 +206,15 @@ class SignedUser(BaseModel):
     signature: str
 
 
+class SignedLogin(BaseModel):
+    """The directory's approval of one password check, for one node (purpose ``directory-login``)."""
+
+    user: UserRecord
+    node_id: str = Field(description="the node that asked; no other node may use this approval")
+    issued_at: int
+    signature: str
+
+
 class SignedUserList(BaseModel):
     users: list[UserRecord]
     issued_at: int

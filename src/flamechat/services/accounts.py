@@ -103,7 +103,7 @@ class AccountService:
         async with self.db.read() as conn:
             account = await node_accounts.get_account(conn, username)
         try:
-            record = await self.directory.check_login(username, password)
+            record = await self.directory.check_login(username, password, node_id=self.node_id)
             directory_online = True
         except (errors.DirectoryUnavailable, errors.RateLimited):
             # A user this node knows logs in on its own verifier, as while the directory is down:

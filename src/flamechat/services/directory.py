@@ -33,6 +33,8 @@ NODES_PURPOSE = "directory-nodes"
 USER_PURPOSE = "directory-user"
 USERS_PURPOSE = "directory-users"
 NODE_PURPOSE = "directory-node"
+LOGIN_PURPOSE = "directory-login"
+LOGIN_APPROVAL_MS = 60_000  # how long a node accepts a login approval after it was issued
 KEY_BINDING_PURPOSE = "user-key-binding"
 MIN_PASSWORD_LENGTH = 8
 
@@ -175,7 +177,11 @@ class DirectoryService:
                 f"{username} lives on another node; log in there",
                 home_url=None if home is None else home.url,
             )
-        return await self.user(username, asking_node=node_id)
+        record = (await self.user(username, asking_node=node_id))["user"]
+        # An approval of its own kind, for this node, now: it cannot pass for a user record
+        # (which anyone may fetch), nor be replayed to another node or later.
+        signed = {"user": record, "node_id": node_id, "issued_at": ms(self.clock)}
+        return {**signed, "signature": b64encode(sign_document(self.key, LOGIN_PURPOSE, signed))}
 
     async def publish_keys(
         self, node_id: str, username: str, sign_key: str, box_key: str, binding_signature: str

@@ -16,6 +16,8 @@ from flamechat.crypto.errors import MalformedError
 from flamechat.protocol import errors
 from flamechat.services.clock import Clock, ms
 from flamechat.services.directory import (
+    LOGIN_APPROVAL_MS,
+    LOGIN_PURPOSE,
     NODE_PURPOSE,
     NODES_PURPOSE,
     USER_PURPOSE,
@@ -245,9 +247,20 @@ class DirectoryView:
             hidden_from=tuple(record.get("hidden_from") or ()),
         )
 
-    async def check_login(self, username: str, password: str) -> KnownUser:
+    async def check_login(self, username: str, password: str, *, node_id: str) -> KnownUser:
+        """The directory's approval of ``password`` for ``username``, asked by this node
+        (``node_id``): signed as a login approval, for this node, this user, and recently."""
         answer = await self._call(lambda: self.port.check_login(username, password))
-        doc = await self._verified(USER_PURPOSE, answer)
+        doc = await self._verified(LOGIN_PURPOSE, answer)
+        issued_at = doc.get("issued_at")
+        if (
+            doc.get("node_id") != node_id
+            or not isinstance(doc.get("user"), dict)
+            or doc["user"].get("username") != username
+            or not isinstance(issued_at, int)
+            or abs(ms(self.clock) - issued_at) > LOGIN_APPROVAL_MS
+        ):
+            raise errors.ServiceUnavailable("the directory's login approval is not for this login")
         user = self._known(doc["user"], ms(self.clock))
         await self._cache([user])
         return user
