@@ -172,3 +172,22 @@ async def test_while_a_password_is_checked_the_directory_answers_other_requests(
     finally:
         hasher.release.set()
         await db.close()
+
+
+async def test_two_nodes_asking_at_once_for_a_new_user_make_only_one_of_them_home(
+    limited: DirectoryService,
+) -> None:
+    first, second = await asyncio.gather(
+        limited.check_login(NODE_KEY.node_id, "carol", "carol-password"),
+        limited.check_login(OTHER_NODE.node_id, "carol", "carol-password"),
+        return_exceptions=True,
+    )
+    outcomes = [o for o in (first, second) if not isinstance(o, BaseException)]
+    refused = [o for o in (first, second) if isinstance(o, errors.WrongHomeNode)]
+    assert len(outcomes) == 1, (first, second)
+    assert len(refused) == 1, (first, second)
+    home = outcomes[0]["node_id"]
+    assert (await limited.user("carol"))["user"]["home_node"] == home
+    assert refused[0].details["home_url"] == (
+        "http://home.test" if home == NODE_KEY.node_id else "http://other.test"
+    )

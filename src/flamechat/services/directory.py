@@ -167,12 +167,13 @@ class DirectoryService:
         right = await self.login_checks.run(lambda: verify_password(self.hasher, verifier, password))
         if account is None or not right:
             raise errors.InvalidCredentials("wrong username or password")
-        if account.home_node is None:
+        home_node = account.home_node
+        if home_node is None:  # the first node to ask: two asking at once get one answer
             async with self.db.write() as conn:
-                await store.update_account(conn, username, ms(self.clock), home_node=node_id)
-        elif account.home_node != node_id:
+                home_node = await store.claim_home(conn, username, node_id, ms(self.clock))
+        if home_node != node_id:
             async with self.db.read() as conn:
-                home = await store.get_node(conn, account.home_node)
+                home = None if home_node is None else await store.get_node(conn, home_node)
             raise errors.WrongHomeNode(
                 f"{username} lives on another node; log in there",
                 home_url=None if home is None else home.url,

@@ -66,6 +66,19 @@ async def update_account(conn: AsyncConnection, username: str, now: int, **value
     )
 
 
+async def claim_home(conn: AsyncConnection, username: str, node_id: str, now: int) -> str | None:
+    """Make ``node_id`` the user's home unless they have one; return the home they have now."""
+    await conn.execute(
+        update(accounts)
+        .where(accounts.c.username == username, accounts.c.home_node.is_(None))
+        .values(home_node=node_id, updated_at=now)
+    )
+    home: str | None = (
+        await conn.execute(select(accounts.c.home_node).where(accounts.c.username == username))
+    ).scalar()
+    return home
+
+
 async def get_node(conn: AsyncConnection, node_id: str) -> DirectoryNode | None:
     row = (await conn.execute(select(nodes).where(nodes.c.node_id == node_id))).first()
     return None if row is None else DirectoryNode(row.node_id, row.url, row.public_key, bool(row.relay))
