@@ -4,11 +4,16 @@ the directory cache and cached profiles for people."""
 from __future__ import annotations
 
 import json
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.events import EventHub
@@ -16,7 +21,7 @@ from flamechat.services.keyring import KeyRing
 from flamechat.services.profiles import ProfileService
 from flamechat.services.search import MAX_RESULTS, SearchService
 from flamechat.storage import node_cache, node_messages, node_search, node_social
-from flamechat.storage.database import Database
+from flamechat.storage.database import MIGRATIONS, Database, migrate, sqlite_url
 from flamechat.storage.node_social import StoredProfile
 from flamechat.storage.records import KnownUser
 from tests.unit.support import FakeClock
@@ -177,6 +182,143 @@ async def test_the_result_count_is_bounded(search: SearchService, node_db: Datab
     assert len(await search.messages("alice", "report", limit=1000)) == MAX_RESULTS
     assert len(await search.messages("alice", "report", limit=0)) == 1
     assert len(await search.messages("alice", "report", limit=5)) == 5
+
+
+# --- many users on one node ------------------------------------------------------------------
+
+
+async def test_other_owners_matches_never_show_and_never_crowd_out_the_askers(
+    search: SearchService, node_db: Database
+) -> None:
+    mine = await store(node_db, "alice", "bob", "the old report", T0, 1)
+    async with node_db.write() as conn:  # 2000 newer matches, all another user's
+        for n in range(2000):
+            await node_messages.add_message(
+                conn,
+                owner="bob",
+                peer="carol",
+                message_id=f"00000000-0000-7000-9000-{n:012d}",
+                direction="in",
+                sender="carol",
+                recipient="bob",
+                body=f"report {n}",
+                sent_at=T0 + 1 + n,
+                state="sent",
+                now=T0 + 1 + n,
+            )
+    (hit,) = await search.messages("alice", "report")
+    assert hit["message"]["id"] == mine
+    assert bodies(await search.messages("alice", "report", until=T0 + 1)) == ["the old report"]
+    found = await search.messages("bob", "report", limit=MAX_RESULTS)
+    assert len(found) == MAX_RESULTS
+    assert all(h["message"]["conversation"] == "carol" for h in found)
+
+
+@pytest.mark.parametrize("names", [("al", "alice", "alice_2", "alice-2"), ("é", "e", "E"), ("bob", "bobs")])
+async def test_owners_whose_names_share_words_or_stems_stay_apart(
+    search: SearchService, node_db: Database, names: tuple[str, ...]
+) -> None:
+    for n, name in enumerate(names, start=1):
+        await store(node_db, name, "zed", f"agenda for {name}", T0 + n, n)
+    for name in names:
+        assert bodies(await search.messages(name, "agenda")) == [f"agenda for {name}"]
+
+
+async def test_the_index_matches_only_the_askers_rows(search: SearchService, node_db: Database) -> None:
+    """What keeps a search fast on a node of many users: FTS5 itself narrows the
+    match to the asker's messages (bench/search.py measures it), rather than
+    walking everyone's matches and filtering them after."""
+    await store(node_db, "alice", "bob", "weekly report", T0, 1)
+    for n in range(2, 30):
+        await store(node_db, "bob", "carol", "weekly report", T0 + n, n)
+
+    async def matches(expression: str) -> int:
+        async with node_db.read() as conn:
+            query = text("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH :m")
+            return int((await conn.execute(query, {"m": expression})).scalar_one())
+
+    assert await matches('"report"') == 29
+    assert await matches(node_search.owned_match("alice", '"report"')) == 1
+    assert await matches(node_search.owned_match("bob", '"weekly" "report"')) == 28
+    # Typing someone's token finds nothing of theirs: only ever the asker's own messages.
+    assert await search.messages("alice", node_search.owner_tag("bob")) == []
+
+
+async def test_the_index_follows_deleted_and_changed_messages(
+    search: SearchService, node_db: Database
+) -> None:
+    gone = await store(node_db, "alice", "bob", "draft contract", T0, 1)
+    kept = await store(node_db, "alice", "bob", "final contract", T0 + 1, 2)
+    async with node_db.write() as conn:
+        await conn.execute(text("DELETE FROM messages WHERE id = :id"), {"id": gone})
+        await conn.execute(text("UPDATE messages SET body = 'signed agreement' WHERE id = :id"), {"id": kept})
+    assert await search.messages("alice", "contract") == []
+    assert bodies(await search.messages("alice", "agreement")) == ["signed agreement"]
+    assert await owner_counts(node_db) == {"alice": 1}
+    async with node_db.write() as conn:  # a row moved to another owner moves in the index too
+        await conn.execute(text("UPDATE messages SET owner = 'bob' WHERE id = :id"), {"id": kept})
+    assert await owner_counts(node_db) == {"alice": 0, "bob": 1}
+    assert await search.messages("alice", "agreement") == []
+    assert bodies(await search.messages("bob", "agreement")) == ["signed agreement"]
+
+
+async def owner_counts(db: Database) -> dict[str, int]:
+    async with db.read() as conn:
+        rows = await conn.execute(text("SELECT owner, messages FROM search_owners"))
+        return {str(row.owner): int(row.messages) for row in rows.all()}
+
+
+async def test_either_way_of_matching_the_owner_finds_the_same(
+    search: SearchService, node_db: Database
+) -> None:
+    """An owner with a large share of the node's messages is filtered after the
+    words match; one with a small share is part of the match. Same answers."""
+    await store(node_db, "alice", "bob", "ship the release today", T0, 1)
+    await store(node_db, "alice", "carol", "release notes attached", T0 + DAY, 2)
+    await store(node_db, "bob", "alice", "the release is out", T0 + 2 * DAY, 3)
+    expected = ["release notes attached", "ship the release today"]
+    assert sorted(bodies(await search.messages("alice", "release"))) == expected  # alice: 2 of 3
+    for n in range(4, 40):  # now alice holds 2 of 39
+        await store(node_db, "dave", "erin", f"release {n}", T0 + 3 * DAY + n, n)
+    assert (await owner_counts(node_db))["alice"] * node_search.OWNER_SHARE < 39
+    assert sorted(bodies(await search.messages("alice", "release"))) == expected
+    assert bodies(await search.messages("alice", "release", peer="carol")) == ["release notes attached"]
+    assert bodies(await search.messages("alice", "release", until=T0 + DAY)) == ["ship the release today"]
+
+
+def test_the_migration_reindexes_messages_stored_before_it(tmp_path: Path) -> None:
+    path = tmp_path / "node.sqlite3"
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS / "node"))
+    config.set_main_option("sqlalchemy.url", sqlite_url(path, driver="pysqlite"))
+    command.upgrade(config, "0008")  # a node as it was before the owner joined the index
+    rows = [("alice", "bob", "the budget is ready"), ("bob", "alice", "budget? ready")]
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO messages (owner, peer, id, direction, sender, recipient, body, sent_at, stored_at,"
+            " state, kind) VALUES (?, ?, ?, 'in', ?, ?, ?, 1, 1, 'read', 'text')",
+            [(o, p, f"m{i}", p, o, body) for i, (o, p, body) in enumerate(rows)],
+        )
+    migrate(sqlite_url(path, driver="pysqlite"), "node")
+
+    def owners_of(word: str, owner: str) -> list[str]:
+        with sqlite3.connect(path) as conn:
+            found = conn.execute(
+                "SELECT m.owner FROM messages_fts JOIN messages m ON m.seq = messages_fts.rowid"
+                " WHERE messages_fts MATCH ?",
+                (node_search.owned_match(owner, f'"{word}"'),),
+            )
+            return [row[0] for row in found]
+
+    assert owners_of("budget", "alice") == ["alice"]
+    assert owners_of("ready", "bob") == ["bob"]
+    with sqlite3.connect(path) as conn:  # the counts the search plans with, taken from the old rows
+        assert sorted(conn.execute("SELECT owner, messages FROM search_owners")) == [("alice", 1), ("bob", 1)]
+    command.downgrade(config, "0008")  # and back, should an operator need to
+    with sqlite3.connect(path) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'budget'"
+        ).fetchone() == (2,)
 
 
 # --- people ------------------------------------------------------------------------------------
