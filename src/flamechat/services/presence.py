@@ -210,8 +210,9 @@ class PresenceService:
         return [e for e in shown if not theirs or set(e.hidden_from) != theirs]
 
     async def run(self) -> None:
-        """Publish now, on every change, and every ``interval`` seconds (more often
-        while the directory is down, so that its return is noticed quickly)."""
+        """Publish now, on every change, and every ``interval`` seconds; while the
+        directory is down, every ``OUTAGE_POLL`` seconds at most, so that peers
+        are asked for presence and the directory's return is noticed quickly."""
         while True:
             self._changed.clear()
             announce, self._announce = self._announce, False
@@ -219,6 +220,27 @@ class PresenceService:
                 await self.round(announce=announce)
             except Exception:
                 log.exception("presence round failed")
-            wait = self.interval if self.directory.reachable is not False else min(self.interval, OUTAGE_POLL)
+            await self._wait()
+
+    async def _wait(self) -> None:
+        """Until a local change, the next round, or — checked every ``OUTAGE_POLL``
+        seconds — an outage of the directory that another call noticed (with a
+        long ``interval`` this round would otherwise come only after it)."""
+        if self._directory_down():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=wait)
+                await asyncio.wait_for(self._changed.wait(), timeout=min(self.interval, OUTAGE_POLL))
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.interval
+        while (step := min(deadline - loop.time(), OUTAGE_POLL)) > 0:
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=step)
+            except TimeoutError:
+                if self._directory_down():
+                    return  # the directory went away: ask peers, and probe it, now
+            else:
+                return
+
+    def _directory_down(self) -> bool:
+        """Did the last call to the directory, by anyone on this node, fail?"""
+        return self.directory.reachable is False
