@@ -126,6 +126,7 @@ def fuzz_node_settings(data_dir: Path, directory_url: str) -> NodeSettings:
         presence_interval=3600.0,
         messages_per_minute=100_000,
         bytes_per_minute=1 << 40,
+        file_bytes_per_hour=1 << 50,
         peer_requests_per_second=100_000,
         logins_per_minute_per_address=100_000,
         logins_per_minute_per_account=100_000,
