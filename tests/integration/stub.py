@@ -17,6 +17,7 @@ class BadServer:
         self.hold = hold
         self.requests: list[tuple[str, str]] = []
         self.hanging = 0
+        self.held: list[tuple[str, str]] = []  # the requests hanging now
         self._lock = threading.Lock()
         self._release = threading.Event()
         stub = self
@@ -26,15 +27,18 @@ class BadServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
+                request = (self.command, self.path)
                 with stub._lock:
-                    stub.requests.append((self.command, self.path))
+                    stub.requests.append(request)
                     hang = stub.mode == "hang"
                     if hang:
                         stub.hanging += 1
+                        stub.held.append(request)
                 if hang:
                     stub._release.wait(stub.hold)
                     with stub._lock:
                         stub.hanging -= 1
+                        stub.held.remove(request)
                 body = json.dumps({"error": {"code": "internal_error", "message": "stub"}}).encode()
                 try:
                     self.send_response(500)
@@ -63,6 +67,11 @@ class BadServer:
             self.mode = mode
         if mode != "hang":
             self._release.set()
+
+    def holding(self, method: str, prefix: str) -> list[tuple[str, str]]:
+        """The requests hanging now with this method and path prefix."""
+        with self._lock:
+            return [(m, p) for m, p in self.held if m == method and p.startswith(prefix)]
 
     def calls(self, method: str | None = None, prefix: str = "") -> list[tuple[str, str]]:
         with self._lock:

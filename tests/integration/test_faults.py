@@ -4,6 +4,7 @@ relay that hangs or fails. Each test has a network of its own."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,65 @@ def test_a_relay_holds_100_messages_until_the_recipients_node_returns(
     assert server_errors(net) == []
 
 
+def held_at(relay: Server, as_node: FakePeer) -> list[str]:
+    """Ids of the envelopes ``relay`` holds for ``as_node`` (asking without acknowledging)."""
+    answer = as_node.request("GET", relay.url + "/federation/v1/relay/envelopes?limit=500")
+    assert answer.status == 200, answer
+    return [item["envelope"]["id"] for item in answer.body["envelopes"]]
+
+
+def test_a_restarted_node_collects_from_the_relays_at_start_up(network_factory: NetworkFactory) -> None:
+    """Collection is hourly here: only the start-up collection can fetch what a
+    relay took while bob's node was down, before anyone uses bob's session."""
+    net = network_factory(
+        nodes=3,
+        node_args=[[*FAST_RETRY, "--relay-after", "1"], ["--relay-collect-interval", "3600"], []],
+    )
+    node1, node2, relay = net.nodes
+    alice = login(node1, "alice", PASSWORDS["alice"])
+    bob = login(node2, "bob", PASSWORDS["bob"])
+    node2.kill()
+    sent = [f"kept at the relay {i}" for i in range(3)]
+    ids = [alice.send("bob", text)["id"] for text in sent]
+    eventually(
+        lambda: [m["state"] for m in alice.history("bob")] == ["sent"] * 3,
+        timeout=60,
+        what="all three deposited at the relay",
+    )
+    as_node2 = FakePeer(net.directory.url if net.directory else "", key=node_key(node2))
+    assert held_at(relay, as_node2) == ids
+
+    node2.restart()
+    eventually(lambda: held_at(relay, as_node2) == [], timeout=30, what="collected at start-up")
+    wait_for_texts(bob, "alice", sent)  # bob's old session opens what was collected
+    assert [m["id"] for m in incoming(bob, "alice")] == ids
+    assert server_errors(net) == []
+
+
+def test_a_login_collects_from_the_relays_at_once(network_factory: NetworkFactory) -> None:
+    """Collection is hourly here: an envelope a relay holds for bob's node is
+    collected when bob logs in, not an hour later."""
+    net = network_factory(nodes=3, node_args=[[], ["--relay-collect-interval", "3600"], []])
+    assert net.directory is not None
+    _node1, node2, relay = net.nodes
+    login(node2, "bob", PASSWORDS["bob"])  # his first login publishes his keys
+    dave_node = FakePeer(net.directory.url)
+    dave_node.register()
+    dave_node.adopt("dave", PASSWORDS["dave"])
+    wire = dave_node.seal("dave", "bob", "left at a relay while you were out")
+    deposit = {"recipient_node": node_key(node2).node_id, "envelope": wire}
+    answer = dave_node.request("PUT", f"{relay.url}/federation/v1/relay/envelopes/{wire['id']}", deposit)
+    assert answer.status == 200, answer
+    as_node2 = FakePeer(net.directory.url, key=node_key(node2))
+    time.sleep(2)  # nothing collects it on its own: the next round is an hour away
+    assert held_at(relay, as_node2) == [wire["id"]]
+
+    bob = login(node2, "bob", PASSWORDS["bob"])
+    eventually(lambda: held_at(relay, as_node2) == [], what="collected at bob's login")
+    wait_for_texts(bob, "dave", ["left at a relay while you were out"], timeout=15)
+    assert server_errors(net) == []
+
+
 def test_the_network_degrades_but_works_while_the_directory_is_down(network_factory: NetworkFactory) -> None:
     net = network_factory(node_args=[FAST_RETRY, FAST_RETRY])
     assert net.directory is not None
@@ -204,11 +264,14 @@ def test_a_hanging_or_failing_relay_never_blocks_healthy_peers(network_factory: 
         for_carol = [f"for carol {i}" for i in range(3)]
         for text in for_carol:
             alice.send("carol", text)
-        eventually(lambda: relay.hanging > 0, timeout=30, what="a deposit hanging at the stub relay")
+        deposits = "/federation/v1/relay/envelopes/"  # PUT …/{id}; collections GET …?limit=
+        eventually(
+            lambda: relay.holding("PUT", deposits), timeout=30, what="a deposit hanging at the stub relay"
+        )
 
         alice.send("bob", "not stuck behind the relay")
-        wait_for_texts(bob, "alice", ["not stuck behind the relay"], timeout=8)  # under the 10 s hang
-        assert relay.hanging > 0, "the deposit should still be hanging while bob got his message"
+        wait_for_texts(bob, "alice", ["not stuck behind the relay"], timeout=8)  # under the 10 s timeout
+        assert relay.holding("PUT", deposits), "the deposit should still be hanging while bob got his message"
 
         relay.set_mode("error")
         deposits_before = len(relay.calls("PUT"))
