@@ -8,7 +8,7 @@ POST → the event on bob's stream (sealed, delivered, verified, opened and
 stored on B). Next to it, in the same run, the ceiling: a trivial endpoint
 on the same server stack answering the same 200-byte POSTs.
 
-    python bench/delivery.py [--messages 3000] [--in-flight 16]
+    python -m bench.delivery [--messages 3000] [--in-flight 16]
 """
 
 from __future__ import annotations
