@@ -202,6 +202,7 @@ class MessagingService:
         self.outbox_ttl = outbox_ttl
         self._wake: Callable[[], None] = lambda: None
         self._kinds: dict[str, KindHandler] = {}
+        self._last_sent: dict[tuple[str, str], int] = {}
 
     def on_queued(self, wake: Callable[[], None]) -> None:
         """Called after something is put in the outbox (wakes the delivery worker)."""
@@ -270,7 +271,7 @@ class MessagingService:
         whatever ``also(conn, now)`` writes in one transaction."""
         recipient = recipient or await self._recipient(peer)
         keys = self.keyring.require(username)
-        now = ms(self.clock)
+        now = await self._next_sent_at(username, peer)
         envelope = self._seal(keys, username, recipient, message_id, now, kind, body)
         async with self.db.write() as conn:
             record = await node_messages.add_message(
@@ -295,6 +296,25 @@ class MessagingService:
         self.events.publish(username, {"type": "message", "message": message_view(record)})
         self._wake()
         return record
+
+    async def _next_sent_at(self, username: str, peer: str) -> int:
+        """The sender's clock in ms, made strictly increasing per conversation.
+
+        The recipient orders a conversation by the sealed ``sent_at``; envelopes
+        may arrive by different roads (direct, relay, retry), so two sends in one
+        millisecond, or a clock stepped back, must not swap places there. The
+        last value is seeded from the history once per conversation, so a
+        restart keeps the rule; nothing awaits between reading and setting it,
+        so concurrent sends get distinct values in the order they were sealed.
+        """
+        key = (username, peer)
+        if key not in self._last_sent:
+            async with self.db.read() as conn:
+                last = await node_messages.last_sent_at(conn, username, peer)
+            self._last_sent.setdefault(key, last)
+        at = max(ms(self.clock), self._last_sent[key] + 1)
+        self._last_sent[key] = at
+        return at
 
     async def safety_number(self, username: str, peer: str) -> str:
         """The digits ``username`` and ``peer`` compare, out of band, to know that

@@ -82,6 +82,18 @@ async def add_message(
     return None if row is None else message_record(row)
 
 
+async def last_sent_at(conn: AsyncConnection, owner: str, peer: str) -> int:
+    """The ``sent_at`` of the newest message ``owner`` sent to ``peer`` (0 if none)."""
+    m = messages.c
+    value = await conn.scalar(
+        select(m.sent_at)
+        .where(m.owner == owner, m.peer == peer, m.direction == "out")
+        .order_by(m.sent_at.desc())
+        .limit(1)
+    )
+    return int(value or 0)
+
+
 async def set_state(
     conn: AsyncConnection, owner: str, message_id: str, state: str, error: str | None = None
 ) -> MessageRecord | None:
