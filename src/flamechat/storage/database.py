@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from flamechat.protocol.errors import StorageBusy
+from flamechat.storage.sqlite_driver import DRIVER as ASYNC_SQLITE_DRIVER
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -28,7 +29,7 @@ BUSY_TIMEOUT_S = 30.0
 READ_POOL_SIZE = 32
 
 
-def sqlite_url(path: Path, *, driver: str = "aiosqlite") -> str:
+def sqlite_url(path: Path, *, driver: str = ASYNC_SQLITE_DRIVER) -> str:
     return f"sqlite+{driver}:///{path}"
 
 
