@@ -23,6 +23,7 @@ from flamechat.crypto import KdfParams, NodeKey, b64decode
 from flamechat.federation.blobs import blobs_router
 from flamechat.federation.client import HttpDirectory, HttpPeers, SignedClient
 from flamechat.federation.routes import federation_router
+from flamechat.httpapi.app_options import NO_TELEMETRY
 from flamechat.httpapi.errors import install_error_handlers
 from flamechat.httpapi.headers import SecurityHeaders
 from flamechat.httpapi.limits import BodySizeLimit
@@ -272,6 +273,7 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
 
     app = FastAPI(
         title="Flame Chat node API",
+        telemetry=NO_TELEMETRY,
         version=__version__,
         lifespan=lifespan,
         docs_url="/api/v1/docs",

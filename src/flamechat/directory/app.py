@@ -11,6 +11,7 @@ from flamechat import __version__
 from flamechat.config import DirectorySettings
 from flamechat.crypto import b64decode, b64encode
 from flamechat.crypto.errors import MalformedError
+from flamechat.httpapi.app_options import NO_TELEMETRY
 from flamechat.httpapi.errors import install_error_handlers
 from flamechat.httpapi.limits import BodySizeLimit
 from flamechat.httpapi.signed import RequestVerifier, json_body
@@ -169,6 +170,7 @@ def create_directory_app(settings: DirectorySettings, clock: Clock | None = None
 
     app = FastAPI(
         title="Flame Chat directory API",
+        telemetry=NO_TELEMETRY,
         version=__version__,
         lifespan=lifespan,
         docs_url="/directory/v1/docs",
