@@ -46,6 +46,7 @@ from flamechat.services.profiles import ProfileService
 from flamechat.services.ratelimit import RateLimits, RateSettings
 from flamechat.services.relay import RelayService
 from flamechat.services.search import SearchService
+from flamechat.services.waiting import WaitingSends
 from flamechat.storage.blob_store import BlobStore
 from flamechat.storage.database import Database, migrate, sqlite_url
 from flamechat.web.api import api_router
@@ -152,6 +153,7 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
         clock,
         node_id=key.node_id,
         outbox_ttl=settings.outbox_ttl,
+        waiting=WaitingSends(db, directory, keyring, events, clock, ttl=settings.outbox_ttl),
     )
     peers = HttpPeers(client)
     relay = RelayService(
@@ -186,6 +188,7 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
     async def after_login(username: str) -> None:
         await messaging.open_held(username)
         relay.collect_soon()
+        messaging.waiting.wake()  # their first keys, or a sender's keys to seal waiting messages with
 
     accounts.on_unlock(after_login)
     presence = PresenceService(
@@ -261,6 +264,7 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
             asyncio.create_task(node.relay.run()),
             asyncio.create_task(node.housekeeping()),
             asyncio.create_task(node.fetcher.run()),
+            asyncio.create_task(node.messaging.waiting.run()),
         ]
         try:
             yield

@@ -265,7 +265,10 @@ class MessageView(BaseModel):
     recipient: str
     body: str
     sent_at: int
-    state: Literal["pending", "sent", "delivered", "read", "failed"]
+    state: Literal["waiting", "pending", "sent", "delivered", "read", "failed"] = Field(
+        description="waiting: the recipient has not signed in yet, so nothing is sealed or sent; "
+        "it is, once they have keys"
+    )
     direction: Literal["in", "out"]
     error: str | None = None
     html: str | None = Field(
@@ -303,6 +306,11 @@ class UserView(BaseModel):
         default=None,
         description="when this user's keys changed since you last wrote with them, unconfirmed "
         "(ms); sending is refused with keys_changed until you confirm",
+    )
+    has_keys: bool = Field(
+        default=True,
+        description="false until the user first signs in: messages to them wait, and there is no "
+        "safety number to compare",
     )
 
 

@@ -1,7 +1,9 @@
 """Sending, receiving and reading messages, and the receipts that follow them.
 
 Send: seal (sign as the sender, encrypt to the recipient), then store the
-history row and the outbox entry in one transaction before answering.
+history row and the outbox entry in one transaction before answering. To
+someone who has not signed in yet (no keys to seal to) the message waits,
+unsealed, on this node until they have keys (``services/waiting.py``).
 Receive: check the envelope's origin, then open it if the recipient's keys
 are unlocked, or hold it sealed until they log in. Either way it is on disk
 before the peer gets its 2xx, and a repeated id is a no-op.
@@ -39,6 +41,7 @@ from flamechat.services.directory_view import DirectoryView
 from flamechat.services.events import EventHub
 from flamechat.services.keyring import KeyRing
 from flamechat.services.ratelimit import RateLimits
+from flamechat.services.waiting import WaitingSends, has_keys
 from flamechat.storage import node_accounts, node_messages
 from flamechat.storage.database import Database
 from flamechat.storage.records import KnownUser, MessageRecord
@@ -48,7 +51,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 PAGE_LIMIT = 200
 MAX_RECEIPT_IDS = 500
-STATE_RANK = {"failed": -1, "pending": 0, "sent": 1, "delivered": 2, "read": 3}
+STATE_RANK = {"failed": -1, "waiting": 0, "pending": 1, "sent": 2, "delivered": 3, "read": 4}
 _RECEIPT_NAMESPACE = uuid.UUID("5b0c1f7e-6a36-4e0b-9a43-9d3c1c6f2f10")
 
 
@@ -69,7 +72,7 @@ def behind(state: str) -> tuple[str, ...]:
     """The states a message may move to ``state`` from: only forwards; "failed" from any
     state short of delivered (a refusal after a relay took it cannot undo "sent")."""
     if state == "failed":
-        return ("pending", "sent")
+        return ("waiting", "pending", "sent")
     return tuple(s for s, rank in STATE_RANK.items() if rank < STATE_RANK[state])
 
 
@@ -190,6 +193,7 @@ class MessagingService:
         *,
         node_id: str,
         outbox_ttl: float = 7 * 24 * 3600,
+        waiting: WaitingSends | None = None,
     ) -> None:
         self.db = db
         self.blocks = blocks
@@ -203,10 +207,12 @@ class MessagingService:
         self._wake: Callable[[], None] = lambda: None
         self._kinds: dict[str, KindHandler] = {}
         self._last_sent: dict[tuple[str, str], int] = {}
+        self.waiting = waiting or WaitingSends(db, directory, keyring, events, clock, ttl=outbox_ttl)
 
     def on_queued(self, wake: Callable[[], None]) -> None:
         """Called after something is put in the outbox (wakes the delivery worker)."""
         self._wake = wake
+        self.waiting.on_queued(wake)
 
     # --- sending --------------------------------------------------------------------
 
@@ -232,10 +238,12 @@ class MessagingService:
             return existing  # the browser retried: same answer, nothing duplicated
 
     async def check_may_send(self, username: str, peer: str) -> KnownUser:
-        """The checks every send passes: not blocked, recipient ready, within rate."""
+        """The checks every send passes: not blocked, recipient known, within rate.
+        A recipient without keys yet (never signed in) may be written to: the
+        message waits for them."""
         if await self.blocks.is_blocked(username, peer):
             raise UserBlocked(f"you have blocked {peer}; unblock them to write to them")
-        recipient = await self._recipient(peer)
+        recipient = await self.directory.resolve(peer)
         changed = (await self.directory.key_warnings(username)).get(peer)
         if changed is not None:
             raise errors.KeysChanged(
@@ -268,10 +276,31 @@ class MessagingService:
         recipient: KnownUser | None = None,
     ) -> MessageRecord:
         """Seal ``body`` as ``kind``, then store history row, outbox entry and
-        whatever ``also(conn, now)`` writes in one transaction."""
-        recipient = recipient or await self._recipient(peer)
+        whatever ``also(conn, now)`` writes in one transaction.
+
+        A recipient without keys yet, or one whom older messages of this pair
+        still wait for, gets nothing sealed now: the message waits (state
+        ``waiting``) and is sealed, with this id and sent_at, once it can go."""
+        recipient = recipient or await self.directory.resolve(peer)
         keys = self.keyring.require(username)
+        await self.waiting.load()
         now = await self._next_sent_at(username, peer)
+        if not has_keys(recipient) or self.waiting.holds(username, peer):
+            held = await self.waiting.hold(
+                owner=username,
+                peer=peer,
+                message_id=message_id,
+                kind=kind,
+                body=body,
+                history_text=history_text,
+                history_kind="text" if kind == "message" else kind,
+                sent_at=now,
+                also=also,
+            )
+            if held is None:
+                raise AlreadyStored(message_id)
+            self.events.publish(username, {"type": "message", "message": message_view(held)})
+            return held
         envelope = self._seal(keys, username, recipient, message_id, now, kind, body)
         async with self.db.write() as conn:
             record = await node_messages.add_message(

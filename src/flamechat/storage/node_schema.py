@@ -191,6 +191,25 @@ outbox = Table(
     UniqueConstraint("envelope_id", "recipient", name="uq_outbox_envelope_recipient"),
 )
 
+# Messages written to someone who has no keys yet (never signed in): nothing can
+# be sealed to them, so the kind and body wait here, on the sender's own node
+# (plaintext, like the history), until their keys are known; then they are
+# sealed with their original id and sent_at and move to the outbox.
+waiting_sends = Table(
+    "waiting_sends",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("owner", String(32), nullable=False),
+    Column("peer", String(32), nullable=False),
+    Column("message_id", String(36), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("body", Text, nullable=False),  # the envelope body, JSON
+    Column("sent_at", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    UniqueConstraint("owner", "message_id", name="uq_waiting_owner_message"),
+)
+
 # Sealed envelopes that arrived for a user whose keys are locked (logged out).
 inbox = Table(
     "inbox",
@@ -277,3 +296,5 @@ Index("ix_messages_order", messages.c.owner, messages.c.peer, messages.c.sent_at
 Index("ix_messages_conversation", messages.c.owner, messages.c.peer, messages.c.seq)
 Index("ix_outbox_due", outbox.c.next_attempt_at)
 Index("ix_outbox_pair", outbox.c.sender, outbox.c.recipient, outbox.c.seq)
+Index("ix_waiting_pair", waiting_sends.c.owner, waiting_sends.c.peer, waiting_sends.c.sent_at)
+Index("ix_waiting_expiry", waiting_sends.c.expires_at)

@@ -112,6 +112,19 @@ class OutboxItem:
 
 
 @dataclass(frozen=True)
+class WaitingSend:
+    """A message to someone without keys yet, not sealed: its envelope kind and body (JSON)."""
+
+    owner: str
+    peer: str
+    message_id: str
+    kind: str
+    body: str
+    sent_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
 class InboxItem:
     seq: int
     recipient: str

@@ -65,6 +65,7 @@ def user_view(
         "node_url": user.node_url,
         "local": user.home_node == node_id,
         "blocked": blocked,
+        "has_keys": user.sign_key is not None and user.box_key is not None,  # signed in once
     }
 
 

@@ -13,6 +13,7 @@
     peer: null, oldestCursor: null, opening: 0, blocked: new Set(), presence: new Map(),
     keysChanged: new Map(), // username → when their keys changed, until confirmed (ms)
     verified: new Set(), // users whose safety number was compared, keys unchanged since
+    keyless: new Set(), // users who never signed in: what we write them waits, nothing to verify
   };
   const renderHooks = [];
 
@@ -72,6 +73,7 @@
       setPresence(ensureUserItem(user.username), user);
       if (user.blocked) state.blocked.add(user.username); else state.blocked.delete(user.username);
       if (user.verified) state.verified.add(user.username); else state.verified.delete(user.username);
+      if (user.has_keys === false) state.keyless.add(user.username); else state.keyless.delete(user.username);
       if (user.keys_changed_at) state.keysChanged.set(user.username, user.keys_changed_at);
       else state.keysChanged.delete(user.username);
       if (user.username !== state.peer) setUnread(user.username, user.unread || 0);
@@ -119,9 +121,10 @@
 
   // --- messages ---------------------------------------------------------------------------
 
-  const ORDER = ["pending", "sent", "delivered", "read"];
+  const ORDER = ["waiting", "pending", "sent", "delivered", "read"];
   // Ticks as people know them, with the word beside them (and in the tooltip).
   const STATE_LABEL = {
+    waiting: ["◷", "Waiting for {name} to sign in", "{name} has not signed in yet; it is sent once they do"],
     pending: ["◷", "Sending…", "Waiting to reach their node"],
     sent: ["✓", "Sent", "On their node (or with a relay), not yet opened for them"],
     delivered: ["✓✓", "Delivered", "Delivered to them"],
@@ -158,13 +161,20 @@
     list.insertBefore(li, before);
   }
 
+  function displayName(username) {
+    const li = userItem(username);
+    return (li && li.querySelector(".name").textContent) || username;
+  }
+
   function showState(li, newState, error) {
     li.classList.remove(...ORDER, "failed");
     li.classList.add(newState);
     li.dataset.state = newState;
     li.title = error || "";
     if (!li.classList.contains("out")) return;
-    const [tick, word, detail] = STATE_LABEL[newState] || ["", newState, newState];
+    const name = displayName(li.dataset.peer);
+    const [tick, word, detail] = (STATE_LABEL[newState] || ["", newState, newState])
+      .map((text) => text.replaceAll("{name}", name));
     const st = li.querySelector(".state");
     st.querySelector(".tick").textContent = tick;
     st.querySelector(".word").textContent = word;
@@ -199,7 +209,10 @@
       meta.append(time, " ", st, " ", retry);
       li.append(body, meta);
     }
-    const known = li.dataset.state;
+    // What this tab drew before the node answered is no state to keep ("pending" would
+    // otherwise hide the node's "waiting").
+    const known = li.dataset.optimistic ? undefined : li.dataset.state;
+    delete li.dataset.optimistic;
     const found = li.classList.contains("found");
     li.className = `message ${message.direction}${found ? " found" : ""}`;
     li.dataset.direction = message.direction;
@@ -277,8 +290,12 @@
     $("block-toggle").dataset.blocked = blocked ? "true" : "false";
     $("blocked-note").hidden = !blocked;
     $("keys-note").hidden = !changed;
+    const keyless = state.keyless.has(state.peer);
     $("peer-verified").hidden = !state.verified.has(state.peer);
-    $("peer-verify").hidden = state.verified.has(state.peer);
+    // No keys yet, so no safety number to compare.
+    $("peer-verify").hidden = state.verified.has(state.peer) || keyless;
+    $("waiting-note").hidden = !keyless;
+    $("waiting-note-name").textContent = displayName(state.peer);
     $("peer-verify").href = `/profile/${encodeURIComponent(state.peer)}#safety`;
     if (changed) {
       const li = userItem(state.peer);
@@ -354,6 +371,10 @@
     $("send-error").hidden = true;
     try {
       const saved = await api("POST", `/conversations/${encodeURIComponent(peer)}/messages`, { id, body: text });
+      if (saved.state === "waiting" && !state.keyless.has(peer)) {
+        state.keyless.add(peer);
+        if (state.peer === peer) showBlocked();
+      }
       if (state.peer === peer) renderMessage(saved);
     } catch (exc) {
       if (exc.code === "keys_changed") state.keysChanged.set(peer, Date.now());
@@ -371,7 +392,8 @@
     const text = input.value;
     if (!text.trim() || !state.peer || input.disabled) return;
     const id = uuid4();
-    renderMessage({ id, direction: "out", state: "pending", body: text, sent_at: Date.now(), conversation: state.peer });
+    renderMessage({ id, direction: "out", state: "pending", body: text, sent_at: Date.now(), conversation: state.peer })
+      .dataset.optimistic = "true";
     scrollToEnd();
     input.value = "";
     await post(state.peer, id, text);
@@ -392,7 +414,12 @@
       bumpUnread(m.conversation);
     }
   });
-  on("message_state", (event) => { if (event.conversation === state.peer) setMessageState(event.id, event.state, event.error); });
+  on("message_state", (event) => {
+    if (event.state !== "waiting" && event.state !== "failed" && state.keyless.delete(event.conversation)) {
+      if (event.conversation === state.peer) showBlocked(); // sealed to their keys: they signed in
+    }
+    if (event.conversation === state.peer) setMessageState(event.id, event.state, event.error);
+  });
   on("presence", (event) => { if (event.username !== me) setPresence(ensureUserItem(event.username), event); });
   on("directory", () => loadUsers());
   on("resync", () => { loadUsers(); if (state.peer) openConversation(state.peer); });
@@ -436,6 +463,7 @@
     if (!retry || !state.peer) return;
     const li = retry.closest("li.message");
     showState(li, "pending");
+    li.dataset.optimistic = "true";
     post(state.peer, li.dataset.id, li.dataset.text);
   });
   $("load-older").addEventListener("click", () => loadOlder().catch(() => {}));
@@ -480,6 +508,7 @@
     });
     if (li.dataset.blocked === "true") state.blocked.add(li.dataset.username);
     if (li.dataset.verified === "true") state.verified.add(li.dataset.username);
+    if (li.dataset.hasKeys === "false") state.keyless.add(li.dataset.username);
     if (li.dataset.keysChanged) state.keysChanged.set(li.dataset.username, Number(li.dataset.keysChanged));
   });
 
