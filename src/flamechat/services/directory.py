@@ -6,6 +6,7 @@ cache it and trust the cache later.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -279,6 +280,17 @@ class DirectoryService:
         return ms(self.clock) - int(self.presence_ttl * 1000)
 
 
+def hidden_from_node(hidden_from: Iterable[str], node_users: Iterable[str]) -> bool:
+    """Must a user who blocks ``hidden_from`` appear offline to a node home to ``node_users``?
+
+    Yes when they block every one of its users: nobody there may see their status,
+    so the node is not given it. A node home to no one has no viewer to show it to,
+    and gets the status of no one who blocks anybody (a blocked person could
+    otherwise read it through a node of theirs with no users on it)."""
+    blocked = set(hidden_from)
+    return bool(blocked) and blocked.issuperset(node_users)
+
+
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise errors.InvalidRequest(
@@ -293,9 +305,14 @@ def _record(
     asking_users: set[str],
 ) -> dict[str, Any]:
     """A user's public record. ``hidden_from`` names only users of the asking
-    node, so each node learns just the blocks it must enforce for its users."""
+    node, so each node learns just the blocks it must enforce for its users;
+    and a user who blocks every user of the asking node is answered offline
+    (:func:`hidden_from_node`), so a blocked person's own node never holds the
+    status it would be asked to hide."""
     node = nodes.get(account.home_node or "")
     presence = online.get(account.username)
+    if presence is not None and hidden_from_node(presence.hidden_from, asking_users):
+        presence = None
     return {
         "username": account.username,
         "display_name": account.display_name,

@@ -23,6 +23,7 @@ from collections import defaultdict
 from flamechat.protocol import errors
 from flamechat.services.blocks import BlockService
 from flamechat.services.clock import Clock, ms
+from flamechat.services.directory import hidden_from_node
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.events import EventHub
 from flamechat.services.ports import PeerPort, TransportError
@@ -201,13 +202,14 @@ class PresenceService:
     async def for_node(self, asking_node: str) -> list[PresenceEntry]:
         """Entries for a peer node: block lists cut down to that node's users. A user
         who blocks everyone there is left out (offline to that node), rather than
-        trusting it to hide a status it was sent (a blocked person's own node)."""
+        trusting it to hide a status it was sent (a blocked person's own node); the
+        directory answers by the same rule (``hidden_from_node``)."""
         theirs = {u.username for u in await self.directory.cached_users() if u.home_node == asking_node}
-        shown = [
+        return [
             PresenceEntry(e.username, e.status, e.status_text, tuple(u for u in e.hidden_from if u in theirs))
             for e in await self.entries()
+            if not hidden_from_node(e.hidden_from, theirs)
         ]
-        return [e for e in shown if not theirs or set(e.hidden_from) != theirs]
 
     async def run(self) -> None:
         """Publish now, on every change, and every ``interval`` seconds; while the
