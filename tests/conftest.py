@@ -38,16 +38,18 @@ def make_network(
     presence_interval: float = 1.0,
     presence_ttl: float = 4.0,
     node_args: Sequence[Sequence[str]] = (),
+    directory_args: Sequence[str] = (),
     users: Mapping[str, str] = PASSWORDS,
 ) -> DevNetwork:
     """Directory + ``nodes`` nodes; alice/bob (and carol/dave) created, not yet logged in.
 
     ``node_args[i]`` are extra ``flame node`` flags for node ``i`` (nodes beyond
-    the list get none). Nodes start side by side, and so are users created.
+    the list get none), ``directory_args`` extra ``flame directory`` flags. Nodes
+    start side by side, and so are users created.
     """
     net = DevNetwork(root, password_profile="minimal", presence_interval=presence_interval)
     try:
-        net.start_directory(presence_ttl=presence_ttl)
+        net.start_directory(presence_ttl=presence_ttl, extra=directory_args)
         net.start_nodes([list(node_args[i]) if i < len(node_args) else [] for i in range(nodes)])
         net.create_users(users)
     except BaseException:

@@ -154,6 +154,13 @@ def _serve(app: Any, host: str, port: int) -> None:
     show_default=True,
     help="Password checks of one account per minute, from all nodes together.",
 )
+@click.option(
+    "--requests-per-second-per-node",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Directory API requests one node may make per second (then 429 with Retry-After).",
+)
 def directory(**options: Any) -> None:
     """Run the directory (login server)."""
     from flamechat.directory.app import create_directory_app

@@ -21,6 +21,7 @@ class DirectorySettings:
     password_profile: str = "interactive"
     login_checks_per_minute_per_node: int = 600
     login_checks_per_minute_per_account: int = 20
+    requests_per_second_per_node: int = 50
 
     @property
     def database_path(self) -> Path:

@@ -153,7 +153,9 @@ class DevNetwork:
     directory: Server | None = None
     nodes: list[Server] = field(default_factory=list)
 
-    def start_directory(self, port: int | None = None, *, presence_ttl: float = 30.0) -> Server:
+    def start_directory(
+        self, port: int | None = None, *, presence_ttl: float = 30.0, extra: Sequence[str] = ()
+    ) -> Server:
         port = port or free_port()
         self.directory = Server(
             "directory",
@@ -167,6 +169,7 @@ class DevNetwork:
                 self.password_profile,
                 "--presence-ttl",
                 str(presence_ttl),
+                *extra,
             ],
             port,
             self.root / "logs" / "directory.log",

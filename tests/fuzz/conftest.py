@@ -105,10 +105,11 @@ def node_schema() -> Any:
 
 @pytest.fixture(scope="session")
 def directory_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
-    """A real directory process with alice, bob and carol; stopped at the end of the session."""
+    """A real directory process with alice, bob and carol; stopped at the end of the session.
+    Its per-node request rate sits above what a fuzzed node asks of it."""
     net = DevNetwork(tmp_path_factory.mktemp("fuzz-net"), password_profile="minimal")
     try:
-        net.start_directory()
+        net.start_directory(extra=["--requests-per-second-per-node", "100000"])
         for name, password in PASSWORDS.items():
             net.create_user(name, password)
         yield net

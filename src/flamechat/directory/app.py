@@ -24,6 +24,7 @@ from flamechat.services.clock import Clock, SystemClock
 from flamechat.services.directory import DirectoryService
 from flamechat.services.login_checks import LoginChecks, LoginCheckSettings
 from flamechat.services.passwords import make_hasher
+from flamechat.services.ratelimit import NodeRequests
 from flamechat.storage.database import Database, migrate, sqlite_url
 from flamechat.storage.records import PresenceEntry
 
@@ -33,7 +34,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": models.ErrorBody, "description": "no such user or node"},
     413: {"model": models.ErrorBody, "description": "request body over 64 KiB"},
     422: {"model": models.ErrorBody, "description": "malformed input"},
-    429: {"model": models.ErrorBody, "description": "too many password checks; see Retry-After"},
+    429: {
+        "model": models.ErrorBody,
+        "description": "too many requests from this node, or password checks; see Retry-After",
+    },
 }
 
 # Names in paths are checked like the same names in bodies, before any signature work or lookup.
@@ -161,7 +165,10 @@ def _claimed_key(raw: bytes) -> bytes:
 def create_directory_app(settings: DirectorySettings, clock: Clock | None = None) -> FastAPI:
     clock = clock or SystemClock()
     service = open_directory(settings, clock)
-    verifier = RequestVerifier(service.node_public_key, clock)
+    # Every signed request counts against its node's rate, once the signature holds.
+    verifier = RequestVerifier(
+        service.node_public_key, clock, admit=NodeRequests(settings.requests_per_second_per_node).admit
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

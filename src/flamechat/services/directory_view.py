@@ -7,6 +7,7 @@ trusted or cached, so the cache is as trustworthy as a live answer.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -47,6 +48,15 @@ MEMO_SECONDS = 5.0
 MEMO_SIZE = 10_000
 
 
+class DirectoryBusy(errors.RateLimited, errors.DirectoryUnavailable):
+    """The directory answered 429: it is up, and asks this node to wait.
+
+    Whoever asked is answered 429 with ``retry_after`` (it is a RateLimited), and
+    every caller that falls back on the cache or retries later while the directory
+    is down does so now too (it is a DirectoryUnavailable), but the directory is
+    not taken for down: no breaker, no "offline" banner, no reachability change."""
+
+
 class DirectoryView:
     def __init__(
         self,
@@ -69,6 +79,7 @@ class DirectoryView:
         self.breaker = breaker
         self.fresh_for = fresh_for
         self._down_until = 0.0
+        self._busy_until = 0.0  # the directory asked this node to wait (429) until then
         self._relays_at = float("-inf")
         # The rows of the node's cache read in the last few seconds: every
         # message sent or received resolves its peer and every federation request
@@ -87,15 +98,22 @@ class DirectoryView:
             log.info("directory is %s", "reachable" if reachable else "unreachable")
             self.events.broadcast({"type": "directory", "status": "online" if reachable else "offline"})
 
-    async def _call(self, call: Callable[[], Awaitable[T]], *, probe: bool = False) -> T:
+    async def _call(self, call: Callable[[], Awaitable[T]], *, probe: bool = False, login: bool = False) -> T:
         """Run a directory call; track reachability; map refusals to our errors.
 
         After a failure the directory is not asked again for ``breaker``
         seconds (unless ``probe``), so a hanging directory costs one timeout,
-        not one per message.
+        not one per message. After a 429 it is not asked again until its
+        Retry-After has passed (:class:`DirectoryBusy` meanwhile), except for
+        password checks (``login``), whose 429 may be about one account only.
         """
-        if not probe and self.clock.now() < self._down_until:
+        now = self.clock.now()
+        if not probe and now < self._down_until:
             raise errors.DirectoryUnavailable("directory unreachable (recent failure)")
+        if not login and now < self._busy_until:
+            raise DirectoryBusy(
+                "the directory asked this node to wait", retry_after=max(1, math.ceil(self._busy_until - now))
+            )
         try:
             result = await call()
         except TransportError as exc:
@@ -103,7 +121,9 @@ class DirectoryView:
                 self._set_reachable(True)
                 retry = exc.peer_details.get("retry_after")
                 wait = min(3600, max(1, int(retry))) if isinstance(retry, int | float) else 1
-                raise errors.RateLimited(
+                if not login:
+                    self._busy_until = self.clock.now() + wait
+                raise DirectoryBusy(
                     exc.peer_message or "the directory asks to slow down", retry_after=wait
                 ) from exc
             if exc.transient:
@@ -250,7 +270,7 @@ class DirectoryView:
     async def check_login(self, username: str, password: str, *, node_id: str) -> KnownUser:
         """The directory's approval of ``password`` for ``username``, asked by this node
         (``node_id``): signed as a login approval, for this node, this user, and recently."""
-        answer = await self._call(lambda: self.port.check_login(username, password))
+        answer = await self._call(lambda: self.port.check_login(username, password), login=True)
         doc = await self._verified(LOGIN_PURPOSE, answer)
         issued_at = doc.get("issued_at")
         if (

@@ -2,7 +2,8 @@
 
 Limits are per user (messages and bytes of message text sent per minute,
 bytes of files uploaded per hour), per peer node (federation requests per
-second), and per client address and per account (login attempts per minute).
+second), and per client address and per account (login attempts per minute);
+the directory limits each node's requests per second (:class:`NodeRequests`).
 A refusal is :class:`RateLimited` with a ``retry_after`` in seconds, which the
 HTTP layer sends as ``Retry-After``; one request that alone costs more than a
 whole window could never pass by waiting, so it is ``413 payload_too_large``.
@@ -82,6 +83,34 @@ class LoginBackoff:
         self._failures.pop(account, None)
 
 
+class NodeRequests:
+    """Requests one node may make of the directory API per second (a moving window
+    in memory), counted once its signature holds: one node flooding the directory
+    is refused (429 with ``retry_after``) while every other node is still answered."""
+
+    def __init__(self, per_second: int) -> None:
+        self.item = RateLimitItemPerSecond(per_second)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def admit(self, node_id: str) -> None:
+        if not await self._limiter.hit(self.item, "directory-requests", node_id):
+            stats = await self._limiter.get_window_stats(self.item, "directory-requests", node_id)
+            raise errors.RateLimited(
+                f"too many requests from your node: at most {self.item.amount} per second; "
+                "wait before trying again",
+                retry_after=_retry_after(stats.reset_time),
+            )
+
+
+def _retry_after(reset_time: float) -> int:
+    """Whole seconds until a window of the ``limits`` library lets one more in.
+
+    reset_time is on the library's own (wall) clock, and the window still refuses
+    at exactly reset_time: round to the next whole second so that waiting
+    Retry-After seconds is always enough."""
+    return max(1, math.floor(reset_time - time.time()) + 1)
+
+
 class RateLimits:
     def __init__(self, settings: RateSettings, clock: Clock) -> None:
         self.settings = settings
@@ -115,11 +144,7 @@ class RateLimits:
         limiter = self._by_cost if kind in _BY_COST else self._limiter
         if not await limiter.hit(item, kind, key, cost=cost):
             stats = await limiter.get_window_stats(item, kind, key)
-            # reset_time is on the library's own (wall) clock, and the window
-            # still refuses at exactly reset_time: round to the next whole second
-            # so that waiting Retry-After seconds is always enough.
-            retry = max(1, math.floor(stats.reset_time - time.time()) + 1)
             raise errors.RateLimited(
                 f"too many {_WHAT[kind]}: at most {item.amount} per {window}; wait before trying again",
-                retry_after=retry,
+                retry_after=_retry_after(stats.reset_time),
             )
