@@ -49,6 +49,12 @@ async def run(
     done = asyncio.Event()
     expected: set[str] = set()
 
+    heartbeats: set[asyncio.Task[None]] = set()
+
+    async def heartbeat(session: aiohttp.ClientSession, tab: str) -> None:
+        async with session.put(node_b + f"/api/v1/me/tabs/{tab}", headers=bob) as response:
+            await response.read()
+
     async def listen(session: aiohttp.ClientSession) -> None:
         async with session.get(node_b + "/api/v1/events", headers={"Cookie": bob["Cookie"]}) as response:
             event = None
@@ -56,6 +62,10 @@ async def run(
                 line = raw.decode().rstrip("\r\n")
                 if line.startswith("event:"):
                     event = line[6:].strip()
+                elif line.startswith("data:") and event == "alive":  # answered like a page, or dropped
+                    beat = asyncio.create_task(heartbeat(session, json.loads(line[5:])["tab"]))
+                    heartbeats.add(beat)
+                    beat.add_done_callback(heartbeats.discard)
                 elif line.startswith("data:") and event == "message":
                     message = json.loads(line[5:])["message"]
                     arrived.setdefault(message["id"], time.perf_counter())

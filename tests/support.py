@@ -113,10 +113,14 @@ def raw_request(
 
 class EventStream:
     """One open browser tab: the live event stream (SSE) of a session, read in a
-    thread. Presence follows these streams, so holding one makes the user online."""
+    thread. Presence follows these streams, so holding one makes the user online.
+    Like the page, it answers each ``alive`` event with the tab's heartbeat (unless
+    ``heartbeat=False``: a tab whose heartbeats stop); ``alive`` events are not kept."""
 
-    def __init__(self, session: ApiSession, *, timeout: float = 60.0) -> None:
+    def __init__(self, session: ApiSession, *, timeout: float = 60.0, heartbeat: bool = True) -> None:
         self.session = session
+        self.heartbeat = heartbeat
+        self.heartbeats = 0
         self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         parts = urlsplit(session.node.url)
@@ -149,9 +153,16 @@ class EventStream:
                 if text.startswith("data:"):
                     data.append(text[5:].strip())
                 elif not text and data:
-                    with self._lock:
-                        self.events.append(json.loads("\n".join(data)))
+                    event = json.loads("\n".join(data))
                     data = []
+                    if event.get("type") == "alive":
+                        if self.heartbeat:
+                            with contextlib.suppress(OSError):  # a node going away: the stream ends too
+                                status, _ = self.session.call("PUT", f"/api/v1/me/tabs/{event['tab']}")
+                                self.heartbeats += status == 200
+                        continue
+                    with self._lock:
+                        self.events.append(event)
         except Exception as exc:  # closed under us by close(), or the server went away
             if not self._closing:
                 self.error = exc

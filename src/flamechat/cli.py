@@ -198,6 +198,14 @@ def directory(**options: Any) -> None:
     help="Seconds between presence reports and user-list refreshes.",
 )
 @click.option(
+    "--tab-timeout",
+    type=click.FloatRange(min=1.0),
+    default=45.0,
+    show_default=True,
+    help="Seconds a browser tab may go unheard (no heartbeat) before it is closed and its user, "
+    "if it was their last tab, shown offline.",
+)
+@click.option(
     "--session-ttl", type=float, default=12 * 3600.0, show_default=True, help="Session lifetime in seconds."
 )
 @click.option(

@@ -41,6 +41,7 @@ class NodeSettings:
     public_url: str | None = None
     directory_key: str | None = None
     presence_interval: float = 10.0
+    tab_timeout: float = 45.0
     session_ttl: float = 12 * 3600.0
     outbox_ttl: float = 7 * 24 * 3600.0
     retry_base: float = 0.5

@@ -113,7 +113,7 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
     key = load_or_create_key(settings.key_path)
     db = Database(sqlite_url(settings.database_path))
     client = SignedClient(key, clock)
-    events = EventHub()
+    events = EventHub(clock, tab_timeout=settings.tab_timeout)
     keyring = KeyRing()
     port = HttpDirectory(client, settings.directory_url)
     pinned = None if settings.directory_key is None else b64decode(settings.directory_key, size=32)
@@ -261,6 +261,7 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
             asyncio.create_task(node.register_until_done()),
             asyncio.create_task(node.delivery.run()),
             asyncio.create_task(node.presence.run()),
+            asyncio.create_task(node.events.run()),
             asyncio.create_task(node.relay.run()),
             asyncio.create_task(node.housekeeping()),
             asyncio.create_task(node.fetcher.run()),

@@ -1,4 +1,5 @@
-"""Live events (services/events.py): who gets what, presence edges, bounded queues."""
+"""Live events (services/events.py): who gets what, presence edges, bounded queues,
+and tabs that vanish without closing (heartbeats, the tab timeout; fake clock)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flamechat.services.events import QUEUE_LENGTH, EventHub, Subscription
-from tests.unit.support import PROPERTY
+from flamechat.services.events import ENDED, MAX_POLLING_TABS, QUEUE_LENGTH, EventHub, Subscription
+from tests.unit.support import PROPERTY, FakeClock
 
 
 def drain(sub: Subscription) -> list[dict[str, Any]]:
@@ -130,3 +131,114 @@ def test_queues_stay_bounded_and_keep_the_newest_event(script: list[tuple[str, i
         assert (newest and newest[-1]["n"] == sent - 1) or (
             last_read is not None and last_read["n"] == sent - 1
         )
+
+
+# --- tabs that vanish without closing: heartbeats and the timeout ---------------------------
+
+
+def hub_with_clock(timeout: float = 45.0) -> tuple[EventHub, FakeClock, list[tuple[str, bool]]]:
+    clock = FakeClock()
+    hub = EventHub(clock, tab_timeout=timeout)
+    changes: list[tuple[str, bool]] = []
+    hub.on_presence_change(lambda user, online: changes.append((user, online)))
+    return hub, clock, changes
+
+
+def test_a_stream_not_heard_from_for_the_timeout_is_ended_and_its_user_goes_offline() -> None:
+    """The laptop is shut: its stream still looks open, but no heartbeat comes."""
+    hub, clock, changes = hub_with_clock(45.0)
+    silent = hub.subscribe("alice", "tab-on-the-laptop")
+    clock.advance(44.0)
+    assert hub.sweep() == 0
+    assert hub.connected() == {"alice"}
+    clock.advance(1.0)
+    assert hub.sweep() == 1
+    assert hub.connected() == set()
+    assert changes == [("alice", True), ("alice", False)]
+    assert silent.ended
+    assert drain(silent) == [{"type": ENDED}]  # its feed ends, closing the connection
+    hub.publish("alice", {"type": "message"})
+    assert drain(silent) == []
+
+
+def test_heartbeats_keep_a_tab_open_as_long_as_they_come() -> None:
+    hub, clock, changes = hub_with_clock(45.0)
+    tab = hub.subscribe("alice", "tab-1")
+    for _ in range(10):  # 300 s, a heartbeat every 30 s
+        clock.advance(30.0)
+        hub.heartbeat("alice", "tab-1")
+        assert hub.sweep() == 0
+    assert hub.connected() == {"alice"}
+    assert not tab.ended
+    clock.advance(45.0)  # then the heartbeats stop
+    hub.sweep()
+    assert hub.connected() == set()
+    assert changes == [("alice", True), ("alice", False)]
+
+
+def test_only_the_silent_tab_is_dropped_and_the_user_stays_online_on_the_other() -> None:
+    hub, clock, changes = hub_with_clock(45.0)
+    laptop, phone = hub.subscribe("alice", "laptop-tab"), hub.subscribe("alice", "phone-tab")
+    clock.advance(30.0)
+    hub.heartbeat("alice", "phone-tab")
+    clock.advance(30.0)
+    assert hub.sweep() == 1
+    assert laptop.ended
+    assert not phone.ended
+    assert hub.connected() == {"alice"}
+    assert changes == [("alice", True)]
+    hub.publish("alice", {"n": 1})
+    assert drain(phone) == [{"n": 1}]
+
+
+def test_a_polling_tab_is_online_while_it_sends_heartbeats_and_offline_within_the_timeout_after() -> None:
+    hub, clock, changes = hub_with_clock(45.0)
+    hub.heartbeat("bob", "polling-tab")  # no stream: the page polls
+    assert hub.connected() == {"bob"}
+    for _ in range(5):
+        clock.advance(15.0)
+        hub.heartbeat("bob", "polling-tab")
+        hub.sweep()
+    assert hub.connected() == {"bob"}
+    clock.advance(44.0)
+    hub.sweep()
+    assert hub.connected() == {"bob"}
+    clock.advance(1.0)
+    hub.sweep()
+    assert hub.connected() == set()
+    assert changes == [("bob", True), ("bob", False)]
+
+
+def test_a_polling_tab_that_closes_is_offline_at_once() -> None:
+    hub, _clock, changes = hub_with_clock()
+    hub.heartbeat("bob", "polling-tab")
+    hub.close_tab("bob", "polling-tab")
+    assert hub.connected() == set()
+    assert changes == [("bob", True), ("bob", False)]
+
+
+def test_a_stream_that_comes_back_takes_its_leases_place_and_closing_it_is_offline_at_once() -> None:
+    """A stream drops; the page polls (and heartbeats) meanwhile; the stream comes back
+    under the same tab id and takes the lease's place: closing it is offline at once."""
+    hub, _clock, changes = hub_with_clock()
+    first = hub.subscribe("alice", "tab-1")
+    hub.heartbeat("alice", "tab-1")
+    hub.unsubscribe(first)  # the connection dropped
+    hub.heartbeat("alice", "tab-1")  # the page polls meanwhile
+    again = hub.subscribe("alice", "tab-1")
+    hub.heartbeat("alice", "tab-1")
+    hub.unsubscribe(again)  # the tab is closed
+    assert hub.connected() == set()
+    assert changes == [("alice", True), ("alice", False), ("alice", True), ("alice", False)]
+
+
+def test_polling_tabs_of_one_user_are_bounded_in_number() -> None:
+    hub, clock, _changes = hub_with_clock()
+    for n in range(MAX_POLLING_TABS * 3):
+        clock.advance(0.01)
+        hub.heartbeat("mallory", f"made-up-tab-{n}")
+    assert hub.connected() == {"mallory"}
+    assert len(hub._subs["mallory"]) == MAX_POLLING_TABS
+    stream = hub.subscribe("mallory", "real-tab")
+    hub.publish("mallory", {"n": 1})
+    assert drain(stream) == [{"n": 1}]  # leases get no events, the stream does

@@ -169,3 +169,35 @@ async def test_with_a_long_interval_an_outage_noticed_elsewhere_still_starts_pol
         assert directory.shown["bob"] is not None
     finally:
         running.cancel()
+
+
+async def test_a_tab_that_vanished_without_closing_leaves_the_reports_within_the_tab_timeout(
+    node_db: Database,
+) -> None:
+    """alice's laptop was shut with her page open: no heartbeat comes any more. Within
+    the tab timeout she is out of what the node reports and pushes, and a round that
+    tells the directory and the peers is due at once."""
+    clock = FakeClock()
+    events = EventHub(clock, tab_timeout=45.0)
+    presence = PresenceService(
+        node_db,
+        events,
+        FakeDirectory(),  # type: ignore[arg-type]
+        FakePeers(),  # type: ignore[arg-type]
+        BlockService(node_db, clock),
+        clock,
+        node_id=ME,
+        interval=10.0,
+    )
+    events.subscribe("alice", "laptop-tab")
+    events.heartbeat("bob", "polling-tab")  # bob's page polls, and goes on doing so
+    assert [e.username for e in await presence.entries()] == ["alice", "bob"]
+    presence._changed.clear()
+    for _ in range(3):
+        clock.advance(15.0)
+        events.heartbeat("bob", "polling-tab")
+        events.sweep()
+    assert [e.username for e in await presence.entries()] == ["bob"]
+    assert [e.username for e in await presence.for_node(node_of(1))] == ["bob"]
+    assert presence._changed.is_set()  # a round is due at once,
+    assert presence._announce  # and it pushes to the peers

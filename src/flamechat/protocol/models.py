@@ -351,6 +351,13 @@ class StatusView(BaseModel):
     status_text: str
 
 
+class TabAlive(BaseModel):
+    """A tab's heartbeat was heard: it counts as open for ``timeout`` more seconds."""
+
+    tab: str
+    timeout: float
+
+
 ShortText = Annotated[str, Field(max_length=80)]
 
 

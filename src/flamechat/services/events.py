@@ -4,42 +4,92 @@ Each subscriber gets a bounded queue; a subscriber too slow to keep up loses
 the oldest events and is told to resynchronise (``resync``) rather than
 letting memory grow. One process only: a multi-worker deployment fans out
 through the database or Redis (see docs/architecture.md).
+
+A user is connected while they have at least one live tab. A tab is live
+while it is heard from: its live stream opening, then its heartbeats
+(``PUT /api/v1/me/tabs/{tab}``, which the page sends in answer to the
+stream's ``alive`` events, or on a timer while it polls instead). A stream
+whose client vanished without closing its connection (a laptop shut, a cable
+pulled) still looks open to the server until TCP gives up, minutes later;
+a tab not heard from for ``tab_timeout`` seconds is dropped by :meth:`EventHub.sweep`
+(its stream is ended), and its user goes offline if it was their last.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from flamechat.services.clock import Clock, SystemClock
+
 QUEUE_LENGTH = 256
+TAB_TIMEOUT = 45.0
+MAX_POLLING_TABS = 64  # per user: a page that polls holds a lease, not a stream
+ENDED = "_ended"  # put in a dropped stream's queue so that its feed ends; never sent
 
 
 @dataclass(eq=False)  # compared and hashed by identity: each tab is its own subscription
 class Subscription:
     username: str
+    tab: str = ""
+    seen_at: float = 0.0
+    stream: bool = True  # False: a polling tab's lease, which gets no events
+    ended: bool = False  # dropped by EventHub.sweep: the feed reading it ends
     queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(maxsize=QUEUE_LENGTH))
 
 
 class EventHub:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None, *, tab_timeout: float = TAB_TIMEOUT) -> None:
+        self.clock = clock or SystemClock()
+        self.tab_timeout = tab_timeout
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._listeners: list[Callable[[str, bool], None]] = []
+
+    @property
+    def alive_every(self) -> float:
+        """How often a stream asks its tab for a heartbeat: three chances per timeout."""
+        return self.tab_timeout / 3
 
     def on_presence_change(self, listener: Callable[[str, bool], None]) -> None:
         """``listener(username, online)`` when a user's first tab opens or last closes."""
         self._listeners.append(listener)
 
-    def subscribe(self, username: str) -> Subscription:
-        sub = Subscription(username)
+    def subscribe(self, username: str, tab: str | None = None) -> Subscription:
+        """A tab's live stream. A polling lease the same tab held is replaced by it."""
+        sub = Subscription(username, tab or secrets.token_urlsafe(12), self.clock.now())
         first = not self._subs[username]
-        self._subs[username].add(sub)
+        subs = self._subs[username]
+        subs.difference_update([s for s in subs if s.tab == sub.tab and not s.stream])
+        subs.add(sub)
         if first:
-            for listener in self._listeners:
-                listener(username, True)
+            self._tell(username, True)
         return sub
+
+    def heartbeat(self, username: str, tab: str) -> None:
+        """``tab`` of ``username`` is open. Without a stream (it polls), it holds a lease."""
+        now = self.clock.now()
+        subs = self._subs[username]
+        first = not subs
+        mine = [s for s in subs if s.tab == tab]
+        for sub in mine:
+            sub.seen_at = now
+        if mine:
+            return
+        leases = sorted((s for s in subs if not s.stream), key=lambda s: s.seen_at)
+        for oldest in leases[: max(0, len(leases) - MAX_POLLING_TABS + 1)]:
+            subs.discard(oldest)  # bounded; the user still holds the newer ones
+        subs.add(Subscription(username, tab, now, stream=False))
+        if first:
+            self._tell(username, True)
+
+    def close_tab(self, username: str, tab: str) -> None:
+        """A polling tab says it is closing: its lease ends now, not at its timeout."""
+        for sub in [s for s in self._subs.get(username, ()) if s.tab == tab and not s.stream]:
+            self.unsubscribe(sub)
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.username)
@@ -48,14 +98,36 @@ class EventHub:
         subs.discard(sub)
         if not subs:
             del self._subs[sub.username]
-            for listener in self._listeners:
-                listener(sub.username, False)
+            self._tell(sub.username, False)
+
+    def sweep(self) -> int:
+        """Drop every tab not heard from for ``tab_timeout`` seconds; end their streams.
+
+        Returns how many were dropped."""
+        now = self.clock.now()
+        gone = [s for subs in self._subs.values() for s in subs if now - s.seen_at >= self.tab_timeout]
+        for sub in gone:
+            self.unsubscribe(sub)
+            sub.ended = True
+            if sub.stream:
+                _drain(sub.queue)
+                sub.queue.put_nowait({"type": ENDED})
+        return len(gone)
+
+    async def run(self) -> None:
+        """Sweep a few times per ``tab_timeout`` (real time), forever."""
+        every = min(5.0, max(0.2, self.tab_timeout / 10))
+        while True:
+            await asyncio.sleep(every)
+            self.sweep()
 
     def connected(self) -> set[str]:
         return set(self._subs)
 
     def publish(self, username: str, event: dict[str, Any]) -> None:
         for sub in list(self._subs.get(username, ())):
+            if not sub.stream:
+                continue
             if sub.queue.full():
                 _drain(sub.queue)
                 sub.queue.put_nowait({"type": "resync"})
@@ -64,6 +136,10 @@ class EventHub:
     def broadcast(self, event: dict[str, Any]) -> None:
         for username in list(self._subs):
             self.publish(username, event)
+
+    def _tell(self, username: str, online: bool) -> None:
+        for listener in self._listeners:
+            listener(username, online)
 
 
 def _drain(queue: asyncio.Queue[dict[str, Any]]) -> None:

@@ -2,8 +2,11 @@
 appear (online, away, busy, invisible), told to local tabs, the directory and,
 while the directory is down, learned straight from peer nodes.
 
-A user is online while at least one of their tabs holds the live event
-stream open; closing the last tab makes them offline at once locally. A
+A user is online while at least one of their tabs is open: it holds the live
+event stream, or polls, and answers heartbeats (``EventHub``). Closing the
+last tab makes them offline at once locally; a tab that vanished without a
+word (a laptop shut, the network gone) is dropped once it has not been heard
+from for ``tab_timeout`` seconds. A
 local change is reported to the directory and pushed straight to the other
 nodes that host users (``PUT /federation/v1/presence``), so their viewers
 see it within a round trip; every ``interval`` the node also reports and

@@ -15,7 +15,7 @@ from flamechat.protocol.ids import USERNAME_PATTERN
 from flamechat.services.accounts import AccountService, Session
 from flamechat.services.blocks import BlockService
 from flamechat.services.directory_view import DirectoryView, shown_presence
-from flamechat.services.events import EventHub
+from flamechat.services.events import ENDED, EventHub
 from flamechat.services.files import FileService
 from flamechat.services.messaging import MessagingService, message_view
 from flamechat.services.ratelimit import RateLimits
@@ -42,6 +42,9 @@ MESSAGE_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 SHUTDOWN = "_shutdown"  # internal to the events endpoint, never sent
 
 UserName = Annotated[str, Path(pattern=USERNAME_PATTERN, examples=["bob"])]
+# A tab's id, chosen by the page (a UUID); only ever compared with that user's tabs.
+TAB_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+TabId = Annotated[str, Path(pattern=TAB_PATTERN, examples=["0f3c2a9e-5b1d-4c8e-9a7f-2d6b8e1c4f00"])]
 
 
 def user_view(
@@ -224,9 +227,28 @@ def api_router(
     async def mark_read(peer: UserName, body: models.MarkRead, session: Writer) -> dict[str, Any]:
         return {"marked": await messaging.mark_read(session.username, peer, body.up_to)}
 
+    @router.put("/me/tabs/{tab}", response_model=models.TabAlive)
+    async def tab_alive(tab: TabId, session: Writer) -> dict[str, Any]:
+        """A tab's heartbeat: its stream's ``alive`` events are answered with it, and a
+        tab that polls (no stream) sends it on a timer. A tab not heard from for
+        ``timeout`` seconds is closed, and its user offline if it was their last."""
+        events.heartbeat(session.username, tab)
+        return {"tab": tab, "timeout": events.tab_timeout}
+
+    @router.delete("/me/tabs/{tab}", status_code=204)
+    async def tab_closed(tab: TabId, session: Writer) -> None:
+        """A polling tab is closing (a stream's closing connection says it by itself)."""
+        events.close_tab(session.username, tab)
+
     @router.get("/events", response_class=EventSourceResponse)
-    async def stream(session: Reader, request: Request) -> EventSourceResponse:
-        sub = events.subscribe(session.username)
+    async def stream(
+        session: Reader,
+        request: Request,
+        tab: Annotated[
+            str | None, Query(pattern=TAB_PATTERN, description="the tab's own id, for its heartbeats")
+        ] = None,
+    ) -> EventSourceResponse:
+        sub = events.subscribe(session.username, tab)
         # Set by sse-starlette when the server shuts down: the feed then ends by
         # itself, so the response completes instead of being cancelled midway
         # (which uvicorn logs as an error at every restart of a node in use).
@@ -240,18 +262,29 @@ def api_router(
             sub.queue.put_nowait({"type": SHUTDOWN})
 
         async def feed() -> AsyncIterator[dict[str, str]]:
-            watcher = asyncio.get_running_loop().create_task(end_on_shutdown())
+            loop = asyncio.get_running_loop()
+            watcher = loop.create_task(end_on_shutdown())
             try:
                 status = "offline" if directory.reachable is False else "online"
                 yield {"event": "directory", "data": json.dumps({"type": "directory", "status": status})}
+                # The tab answers each "alive" with a heartbeat: a client that vanished
+                # without closing the connection stops answering, and is dropped.
+                alive = json.dumps({"type": "alive", "tab": sub.tab, "timeout": events.tab_timeout})
+                yield {"event": "alive", "data": alive}
+                next_alive = loop.time() + events.alive_every
                 while True:
-                    try:
-                        event = await asyncio.wait_for(sub.queue.get(), timeout=15)
-                    except TimeoutError:
-                        if await request.is_disconnected():
+                    wait = next_alive - loop.time()
+                    if wait <= 0:
+                        if sub.ended or await request.is_disconnected():
                             return
+                        yield {"event": "alive", "data": alive}
+                        next_alive = loop.time() + events.alive_every
                         continue
-                    if event.get("type") == SHUTDOWN:
+                    try:
+                        event = await asyncio.wait_for(sub.queue.get(), timeout=wait)
+                    except TimeoutError:
+                        continue
+                    if event.get("type") in (SHUTDOWN, ENDED):
                         return
                     if event.get("type") == "message":
                         shown = await files.decorate(session.username, [with_html(event["message"])])

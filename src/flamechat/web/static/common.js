@@ -30,17 +30,44 @@ const flame = (() => {
   function emit(event) { (handlers[event.type] || []).forEach((h) => h(event)); }
 
   // --- live events: SSE, polling as the fallback -----------------------------------
+  // This tab counts as open (its user online) while the node hears from it: the
+  // stream asks with an "alive" event every few seconds and the tab answers with a
+  // heartbeat; a tab that polls sends one on a timer. A tab that vanished without
+  // closing (laptop shut, network gone) stops answering and is closed by the node.
+  const tab = uuid4();
+  let tabTimeout = 45; // seconds; each answer says the node's own
+  async function heartbeat() {
+    try { tabTimeout = (await api("PUT", `/me/tabs/${tab}`)).timeout || tabTimeout; } catch (exc) { /* next time */ }
+  }
   let polling = null;
+  let leaseTimer = null;
+  async function keepPolledTabOpen() {
+    leaseTimer = null;
+    await heartbeat();
+    if (polling && !leaseTimer) leaseTimer = setTimeout(keepPolledTabOpen, Math.max(500, (tabTimeout * 1000) / 3));
+  }
   function startPolling() {
     if (polling) return;
     polling = setInterval(() => emit({ type: "poll" }), 3000);
+    keepPolledTabOpen();
   }
+  function stopPolling() {
+    if (polling) { clearInterval(polling); polling = null; }
+    if (leaseTimer) { clearTimeout(leaseTimer); leaseTimer = null; }
+  }
+  // A polling tab that closes says so (a stream's connection closing says it by itself).
+  window.addEventListener("pagehide", () => {
+    if (!polling) return;
+    fetch(`/api/v1/me/tabs/${tab}`, { method: "DELETE", headers: { "X-CSRF-Token": csrf }, keepalive: true }).catch(() => {});
+  });
+  window.addEventListener("pageshow", (e) => { if (e.persisted && polling) keepPolledTabOpen(); });
   // A stream that drops and comes back may have missed events: "resync" reloads.
   let opened = false;
   let retryIn = 2000;
   function connect() {
     if (!("EventSource" in window)) { document.body.dataset.live = "polling"; startPolling(); return; }
-    const source = new EventSource("/api/v1/events");
+    const source = new EventSource(`/api/v1/events?tab=${tab}`);
+    source.addEventListener("alive", () => { heartbeat(); });
     for (const type of ["message", "message_state", "presence", "directory", "resync", "file", "keys_changed"]) {
       source.addEventListener(type, (e) => {
         let event;
@@ -49,7 +76,7 @@ const flame = (() => {
       });
     }
     source.addEventListener("open", () => {
-      if (polling) { clearInterval(polling); polling = null; }
+      stopPolling();
       document.body.dataset.live = "sse";
       retryIn = 2000;
       if (opened) emit({ type: "resync" });
