@@ -28,7 +28,7 @@ from bench.common import ceiling_server, env_line, new_id, percentile, small_pos
 # window keeps one timestamp per hit, so a limit of millions would measure
 # the limiter's bookkeeping rather than the node.
 NO_LIMITS = [
-    "--messages-per-minute", "20000",
+    "--messages-per-minute", "60000",
     "--bytes-per-minute", "1000000000",
     "--peer-requests-per-second", "5000",
 ]  # fmt: skip

@@ -365,6 +365,13 @@ def directory(**options: Any) -> None:
     help="Seconds a cached profile of another node's user is shown without asking its node.",
 )
 @click.option(
+    "--user-list-max-age",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Seconds a user list fetched from the directory answers page loads before it is fetched again.",
+)
+@click.option(
     "--max-file-bytes",
     type=int,
     default=2 * 1024**3,

@@ -66,6 +66,7 @@ class NodeSettings:
     login_free_failures: int = 5
     login_max_lockout: float = 900.0
     profile_fresh_for: float = 60.0
+    user_list_max_age: float = 2.0
     max_file_bytes: int = 2 * 1024**3
     storage_quota_bytes: int = 20 * 1024**3
     blob_send_rate: int = 0

@@ -117,7 +117,9 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
     keyring = KeyRing()
     port = HttpDirectory(client, settings.directory_url)
     pinned = None if settings.directory_key is None else b64decode(settings.directory_key, size=32)
-    directory = DirectoryView(db, port, events, clock, pinned_key=pinned)
+    directory = DirectoryView(
+        db, port, events, clock, pinned_key=pinned, list_max_age=settings.user_list_max_age
+    )
     kdf = KdfParams.minimal() if settings.password_profile == "minimal" else KdfParams.interactive()
     accounts = AccountService(
         db,

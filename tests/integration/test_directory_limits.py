@@ -25,6 +25,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
         tmp_path_factory.mktemp("directory-limits"),
         nodes=1,
         directory_args=["--requests-per-second-per-node", str(PER_SECOND)],
+        node_args=[["--user-list-max-age", "0"]],  # every reload of the list asks the directory
     )
     try:
         yield network

@@ -110,3 +110,21 @@ async def test_a_429_on_a_password_check_does_not_hold_up_the_nodes_other_calls(
         await view.check_login("alice", "alice-password", node_id=NODE_KEY.node_id)
     port.busy = False
     assert (await view.resolve("bob", max_age=0)).username == "bob"
+
+
+async def test_page_loads_share_one_fetch_of_the_user_list(
+    port: BusyDirectory, node_db: Database, clock: FakeClock
+) -> None:
+    """Every tab that opens asks for the user list: within a couple of seconds of a
+    fetch, the node answers from the list it just cached instead of asking again."""
+    view = DirectoryView(
+        node_db, port, EventHub(clock), clock, pinned_key=DIRECTORY_KEY.public_key, list_max_age=2
+    )
+    first = await view.users()
+    asked = port.calls.count("list_users")
+    for _ in range(20):  # twenty tabs open within the second
+        assert {u.username for u in await view.users()} == {u.username for u in first}
+    assert port.calls.count("list_users") == asked
+    clock.advance(2.5)
+    await view.users()
+    assert port.calls.count("list_users") == asked + 1

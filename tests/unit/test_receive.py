@@ -6,7 +6,7 @@ answers), a fake clock, no network."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from flamechat.crypto import envelope as envelope_crypto
 from flamechat.crypto.canonical import canonical_json
 from flamechat.protocol import errors
 from flamechat.services.blocks import BlockService
+from flamechat.services.delivery import TRANSIENT_CODES
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.events import EventHub, Subscription
 from flamechat.services.files import FileService
@@ -148,6 +149,22 @@ async def test_a_node_cannot_deliver_for_someone_it_does_not_host(node: Node) ->
     assert await node.inbox() == []
 
 
+class ConfirmingDirectory(DirectoryView):
+    """The directory answers every question, and confirms the keys this node has cached."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db, DirectoryDown(), EventHub(), FakeClock(), pinned_key=b"\0" * 32)
+        self.answers = 0
+
+    async def resolve(self, username: str, *, max_age: float | None = None) -> KnownUser:
+        async with self.db.read() as conn:
+            cached = await node_cache.get_user(conn, username)
+        if cached is None:
+            raise errors.UnknownUser(f"no user {username!r}")
+        self.answers += 1
+        return replace(cached, fetched_at=cached.fetched_at + self.answers)  # a new answer each time
+
+
 @pytest.mark.parametrize(
     ("wire", "error"),
     [
@@ -163,11 +180,32 @@ async def test_a_node_cannot_deliver_for_someone_it_does_not_host(node: Node) ->
 async def test_nothing_forged_or_malformed_is_stored(
     node: Node, wire: dict[str, Any], error: type[errors.FlameError]
 ) -> None:
+    node.messaging.directory = ConfirmingDirectory(node.db)
     with pytest.raises(error):
         await node.messaging.receive(ALICE_NODE, wire)
     assert await node.inbox() == []
     assert await node.outbox() == []
     assert node.events() == []
+
+
+async def test_a_forged_sender_is_refused_for_good_once_the_directory_confirms_the_keys(
+    node: Node,
+) -> None:
+    node.messaging.directory = ConfirmingDirectory(node.db)
+    with pytest.raises(errors.EnvelopeRejected):
+        await node.messaging.receive(ALICE_NODE, envelope(sender_keys=MALLORY))
+    assert await node.inbox() == []
+
+
+async def test_keys_that_do_not_fit_during_an_outage_are_a_refusal_to_retry(node: Node) -> None:
+    """Alice may have new keys the directory cannot confirm right now: her node is
+    told to try again later (a transient code), not that her message is refused."""
+    outcomes = await node.messaging.receive_batch(ALICE_NODE, [envelope(7, sender_keys=MALLORY)])
+    assert outcomes[0].status == "refused"
+    assert outcomes[0].error is not None
+    assert outcomes[0].error.code == "directory_unavailable"
+    assert outcomes[0].error.code in TRANSIENT_CODES
+    assert await node.inbox() == []
 
 
 async def test_a_blocked_senders_message_is_dropped_silently(node: Node) -> None:
@@ -182,7 +220,7 @@ async def test_envelopes_wait_sealed_while_the_recipient_is_logged_out(node: Nod
     node.keyring.lock("bob")
     assert await node.messaging.receive(ALICE_NODE, envelope(1)) == "stored"
     assert await node.messaging.receive(ALICE_NODE, envelope(1)) == "duplicate"
-    with pytest.raises(errors.EnvelopeRejected):  # the signature is checked before holding
+    with pytest.raises(errors.DirectoryUnavailable):  # the signature is checked before holding
         await node.messaging.receive(ALICE_NODE, envelope(2, sender_keys=MALLORY))
     assert await node.inbox() == []  # nothing readable without bob's keys
     node.keyring.unlock("bob", BOB)

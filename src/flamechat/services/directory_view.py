@@ -68,6 +68,7 @@ class DirectoryView:
         pinned_key: bytes | None = None,
         breaker: float = 3.0,
         fresh_for: float = 60.0,
+        list_max_age: float = 2.0,
     ) -> None:
         self.db = db
         self.port = port
@@ -78,6 +79,7 @@ class DirectoryView:
         self.last_list_at: int | None = None
         self.breaker = breaker
         self.fresh_for = fresh_for
+        self.list_max_age = list_max_age
         self._down_until = 0.0
         self._busy_until = 0.0  # the directory asked this node to wait (429) until then
         self._relays_at = float("-inf")
@@ -324,6 +326,20 @@ class DirectoryView:
         await self._cache(users)
         self.last_list_at = now
         return users
+
+    async def users(self) -> list[KnownUser]:
+        """The user list, fetched again only if the last fetch is older than ``list_max_age`` s.
+
+        Every page load asks for the list, and the presence loop refreshes it
+        anyway: a busy node answers those from the cache it just wrote instead
+        of asking the directory (and rewriting the cache) once per tab.
+        """
+        recent = (
+            self.last_list_at is not None and ms(self.clock) - self.last_list_at < self.list_max_age * 1000
+        )
+        if recent and self.reachable is not False:  # once it is seen down, pages learn so at once
+            return await self.cached_users()
+        return await self.refresh()
 
     async def cached_users(self) -> list[KnownUser]:
         async with self.db.read() as conn:

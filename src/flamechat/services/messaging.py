@@ -694,10 +694,20 @@ class MessagingService:
                 except CryptoError:
                     pass
             if attempt == 0:
+                # The cached keys or home do not fit: ask the directory whether they
+                # changed. If it cannot say (unreachable: the cache comes back), the
+                # refusal is transient, so the sender's node retries once the directory
+                # is back instead of failing a message that may well be genuine.
+                unanswered = errors.DirectoryUnavailable(
+                    f"cannot check {envelope.sender}'s current keys while the directory is unreachable"
+                )
                 try:
-                    sender = await self.directory.resolve(envelope.sender, max_age=0)
+                    fresh = await self.directory.resolve(envelope.sender, max_age=0)
                 except errors.DirectoryUnavailable:
-                    break
+                    fresh = sender
+                if fresh.fetched_at == sender.fetched_at and home_ok:
+                    raise unanswered
+                sender = fresh
         if from_node is not None and sender.home_node != from_node:
             raise errors.Forbidden(f"node {from_node} may not deliver for {envelope.sender}")
         raise errors.EnvelopeRejected("the sender's signature does not verify")

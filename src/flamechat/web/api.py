@@ -126,7 +126,7 @@ def api_router(
     async def users(session: Reader) -> dict[str, Any]:
         source = "directory"
         try:
-            listed = await directory.refresh()
+            listed = await directory.users()
         except (errors.DirectoryUnavailable, errors.ServiceUnavailable):
             listed, source = await directory.cached_users(), "cache"
         mine = set(await blocks.blocked_by(session.username))
