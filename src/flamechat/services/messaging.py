@@ -235,7 +235,32 @@ class MessagingService:
                 existing = await node_messages.find_message(conn, username, message_id)
             if existing is None or existing.peer != peer or existing.body != text:
                 raise errors.Conflict("this message id is already used", field="id") from None
+            if existing.state == "failed" and existing.direction == "out" and existing.kind == "text":
+                return await self._resend(username, existing, recipient)
             return existing  # the browser retried: same answer, nothing duplicated
+
+    async def _resend(self, username: str, failed: MessageRecord, recipient: KnownUser) -> MessageRecord:
+        """Send again a message that failed (Retry on the page): sealed anew, with
+        its id and sent_at, so it keeps its place and the recipient's node drops a
+        copy it may have after all."""
+        if not has_keys(recipient):
+            raise errors.RecipientNotReady(
+                f"{recipient.username} has not signed in yet; write a new message and it will wait for them"
+            )
+        keys = self.keyring.require(username)
+        body = {"text": failed.body}
+        envelope = self._seal(keys, username, recipient, failed.id, failed.sent_at, "message", body)
+        now = ms(self.clock)
+        async with self.db.write() as conn:
+            record = await node_messages.set_state(conn, username, failed.id, "pending", only_from="failed")
+            if record is not None:
+                await self._enqueue(conn, envelope, now)
+        if record is None:  # another tab retried it first
+            async with self.db.read() as conn:
+                return await node_messages.find_message(conn, username, failed.id) or failed
+        self.events.publish(username, _state_event(record))
+        self._wake()
+        return record
 
     async def check_may_send(self, username: str, peer: str) -> KnownUser:
         """The checks every send passes: not blocked, recipient known, within rate.

@@ -110,14 +110,21 @@ async def last_sent_at(conn: AsyncConnection, owner: str, peer: str) -> int:
 
 
 async def set_state(
-    conn: AsyncConnection, owner: str, message_id: str, state: str, error: str | None = None
+    conn: AsyncConnection,
+    owner: str,
+    message_id: str,
+    state: str,
+    error: str | None = None,
+    *,
+    only_from: str | None = None,
 ) -> MessageRecord | None:
+    """Set a message's state (only if it is in ``only_from``, when given)."""
+    where = [messages.c.owner == owner, messages.c.id == message_id]
+    if only_from is not None:
+        where.append(messages.c.state == only_from)
     row = (
         await conn.execute(
-            update(messages)
-            .where(messages.c.owner == owner, messages.c.id == message_id)
-            .values(state=state, error=error)
-            .returning(*messages.c)
+            update(messages).where(*where).values(state=state, error=error).returning(*messages.c)
         )
     ).first()
     return None if row is None else message_record(row)

@@ -1,8 +1,10 @@
-"""The order a conversation is shown in is the order its messages were sent.
+"""The sending side of MessagingService: order and Retry.
 
+The order a conversation is shown in is the order its messages were sent.
 The recipient sorts by the sealed ``sent_at``, so the sender's node makes it
 strictly increasing per conversation: two sends in one millisecond, a clock
 stepped back, or a restart in between never swap two messages there.
+Retry on a message that failed sends it again, in its place.
 Real storage, a fake clock, no network."""
 
 from __future__ import annotations
@@ -89,3 +91,30 @@ async def test_a_clock_stepped_back_across_a_restart_does_not_reorder(node_db: D
     await second.send("alice", "bob", "after the restart")
     times = await sealed_times(node_db)
     assert times["after the restart"] > times["before the restart"]
+
+
+async def test_retry_of_a_failed_message_sends_it_again_in_its_place(node_db: Database) -> None:
+    service = await messaging(node_db, FakeClock())
+    sent = await service.send("alice", "bob", "the contract is attached")
+    async with node_db.write() as conn:  # the delivery worker gave up on it
+        await node_messages.remove_many(conn, [i.seq for i in await node_messages.due(conn, 2**62, 10)])
+        await node_messages.set_state(conn, "alice", sent.id, "failed", "refused by the recipient's node")
+    tab = service.events.subscribe("alice")
+
+    again = await service.send("alice", "bob", "the contract is attached", sent.id)  # the Retry button
+
+    assert (again.id, again.state, again.error, again.sent_at) == (sent.id, "pending", None, sent.sent_at)
+    async with node_db.read() as conn:
+        queued = await node_messages.due(conn, 2**62, 10)
+    assert [item.envelope_id for item in queued] == [sent.id]  # sealed anew, in the outbox again
+    assert tab.queue.get_nowait() == {
+        "type": "message_state",
+        "id": sent.id,
+        "conversation": "bob",
+        "state": "pending",
+        "error": None,
+    }
+    # A second click (another tab) while it is pending queues nothing more.
+    assert (await service.send("alice", "bob", "the contract is attached", sent.id)).state == "pending"
+    async with node_db.read() as conn:
+        assert len(await node_messages.due(conn, 2**62, 10)) == 1
