@@ -37,13 +37,14 @@ from flamechat.services.delivery import DeliveryWorker
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.events import EventHub
 from flamechat.services.file_fetch import FetchWorker
-from flamechat.services.files import PART_MAX_BYTES, FileLimits, FileService
+from flamechat.services.files import FILE_KIND, PART_MAX_BYTES, FileLimits, FileService
 from flamechat.services.keyring import KeyRing
 from flamechat.services.messaging import MessagingService
 from flamechat.services.passwords import make_hasher
 from flamechat.services.presence import PresenceService
 from flamechat.services.profiles import ProfileService
 from flamechat.services.ratelimit import RateLimits, RateSettings
+from flamechat.services.receiving import ReceivingService
 from flamechat.services.relay import RelayService
 from flamechat.services.search import SearchService
 from flamechat.services.waiting import WaitingSends
@@ -70,6 +71,7 @@ class Node:
     directory: DirectoryView
     accounts: AccountService
     messaging: MessagingService
+    receiving: ReceivingService
     relay: RelayService
     delivery: DeliveryWorker
     presence: PresenceService
@@ -157,12 +159,13 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
         outbox_ttl=settings.outbox_ttl,
         waiting=WaitingSends(db, directory, keyring, events, clock, ttl=settings.outbox_ttl),
     )
+    receiving = ReceivingService(db, directory, keyring, events, blocks, clock, outgoing=messaging)
     peers = HttpPeers(client)
     relay = RelayService(
         db,
         directory,
         peers,
-        messaging,
+        receiving,
         clock,
         node_id=key.node_id,
         offer=settings.relay,
@@ -179,6 +182,7 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
         messaging,
         relay,
         clock,
+        receiving=receiving,
         node_id=key.node_id,
         relay_after=settings.relay_after,
         concurrency=settings.delivery_concurrency,
@@ -188,7 +192,7 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
     messaging.on_queued(delivery.wake)
 
     async def after_login(username: str) -> None:
-        await messaging.open_held(username)
+        await receiving.open_held(username)
         relay.collect_soon()
         messaging.waiting.wake()  # their first keys, or a sender's keys to seal waiting messages with
 
@@ -230,6 +234,7 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
         ttl=settings.outbox_ttl,
     )
     files.on_incoming(fetcher.wake)
+    receiving.register_kind(FILE_KIND, files)  # a "file" envelope is stored by the file service
     return Node(
         settings,
         key,
@@ -240,6 +245,7 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
         directory,
         accounts,
         messaging,
+        receiving,
         relay,
         delivery,
         presence,
@@ -330,7 +336,7 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
 
     app.include_router(files_router(accounts=node.accounts, files=node.files, cookie=cookie))
     app.include_router(blobs_router(node.files, node.directory, verifier, send_rate=settings.blob_send_rate))
-    app.include_router(federation_router(node.messaging, node.relay, node.presence, node.profiles, verifier))
+    app.include_router(federation_router(node.receiving, node.relay, node.presence, node.profiles, verifier))
     app.include_router(
         page_router(
             accounts=node.accounts,

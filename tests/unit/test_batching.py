@@ -17,7 +17,7 @@ from flamechat.storage.database import Database
 from tests.unit.support import FakeClock
 
 # ``node``: the receiving node of test_receive.py, a fixture used here by name.
-from tests.unit.test_receive import ALICE, ALICE_NODE, BOB, Node, envelope, node  # noqa: F401
+from tests.unit.test_receive import ALICE, ALICE_NODE, BOB, ConfirmingDirectory, Node, envelope, node  # noqa: F401
 
 # --- group commit ---------------------------------------------------------------------
 
@@ -73,10 +73,11 @@ async def test_a_writer_returns_only_once_its_block_is_committed(node_db: Databa
 
 
 async def test_a_batch_is_stored_with_one_receipt_and_per_envelope_outcomes(node: Node) -> None:  # noqa: F811
+    node.receiving.directory = ConfirmingDirectory(node.db)  # it can tell a forgery from new keys
     forged = envelope(3)
     forged["signature"] = envelope(4)["signature"]  # not alice's signature over this one
     batch = [envelope(1), envelope(2), forged, envelope(1)]
-    outcomes = await node.messaging.receive_batch(ALICE_NODE, batch)
+    outcomes = await node.receiving.receive_batch(ALICE_NODE, batch)
     assert [o.status for o in outcomes] == ["stored", "stored", "refused", "duplicate"]
     assert outcomes[2].error is not None
     assert outcomes[2].error.code == "envelope_rejected"

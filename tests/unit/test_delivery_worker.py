@@ -28,6 +28,7 @@ from flamechat.services.keyring import KeyRing
 from flamechat.services.messaging import MessagingService
 from flamechat.services.ports import TransportError
 from flamechat.services.ratelimit import RateLimits, RateSettings
+from flamechat.services.receiving import ReceivingService
 from flamechat.services.relay import RelayService
 from flamechat.storage import node_cache, node_messages
 from flamechat.storage.database import Database, migrate, sqlite_url
@@ -129,6 +130,15 @@ class World:
             self.messaging,
             relay or self.relay,
             self.clock,
+            receiving=ReceivingService(
+                self.db,
+                self.directory,
+                KeyRing(),
+                EventHub(),
+                BlockService(self.db, self.clock),
+                self.clock,
+                outgoing=self.messaging,
+            ),
             node_id=ME,
             relay_after=30.0,
             base_delay=1.0,
@@ -453,7 +463,7 @@ async def test_a_relay_that_never_answers_costs_one_timeout_and_is_then_skipped(
             await node_cache.put_node(conn, relay_node, 0)
         client = SignedClient(node_key("me"), world.clock, timeout=SHORT_TIMEOUT)
         peers = HttpPeers(client)
-        relays = RelayService(world.db, world.directory, peers, world.messaging, world.clock, node_id=ME)
+        relays = RelayService(world.db, world.directory, peers, None, world.clock, node_id=ME)  # type: ignore[arg-type]
         worker = world.make_worker(peers=peers, relay=relays)
         await world.queue("dave", "00000000-0000-7000-8000-000000000001")
         await world.queue("dave", "00000000-0000-7000-8000-000000000002")

@@ -26,6 +26,7 @@ from flamechat.services.files import FileService
 from flamechat.services.keyring import KeyRing
 from flamechat.services.messaging import MessagingService
 from flamechat.services.ratelimit import RateLimits, RateSettings
+from flamechat.services.receiving import ReceivingService
 from flamechat.storage import node_accounts, node_cache, node_files, node_messages
 from flamechat.storage.blob_store import BlobStore
 from flamechat.storage.database import Database
@@ -64,6 +65,7 @@ class Node:
     keyring: KeyRing
     blocks: BlockService
     messaging: MessagingService
+    receiving: ReceivingService
     tab: Subscription
 
     async def inbox(self) -> list[str]:
@@ -115,11 +117,12 @@ async def node(node_db: Database) -> Node:
     messaging = MessagingService(
         node_db, directory, keyring, events, blocks, RateLimits(RateSettings(), clock), clock, node_id=ME
     )
-    return Node(node_db, keyring, blocks, messaging, events.subscribe("bob"))
+    receiving = ReceivingService(node_db, directory, keyring, events, blocks, clock, outgoing=messaging)
+    return Node(node_db, keyring, blocks, messaging, receiving, events.subscribe("bob"))
 
 
 async def test_an_envelope_from_the_senders_home_node_is_stored_shown_and_acknowledged(node: Node) -> None:
-    assert await node.messaging.receive(ALICE_NODE, envelope()) == "stored"
+    assert await node.receiving.receive(ALICE_NODE, envelope()) == "stored"
     assert await node.inbox() == ["hello 1"]
     assert [e["type"] for e in node.events()] == ["message"]
     (receipt,) = await node.outbox()  # a sealed delivery receipt goes back to alice
@@ -129,9 +132,9 @@ async def test_an_envelope_from_the_senders_home_node_is_stored_shown_and_acknow
 
 async def test_a_replayed_envelope_is_stored_once(node: Node) -> None:
     wire = envelope()
-    assert await node.messaging.receive(ALICE_NODE, wire) == "stored"
-    assert await node.messaging.receive(ALICE_NODE, wire) == "duplicate"
-    assert await node.messaging.receive(RELAY_NODE, wire, relayed=True) == "duplicate"  # via a relay too
+    assert await node.receiving.receive(ALICE_NODE, wire) == "stored"
+    assert await node.receiving.receive(ALICE_NODE, wire) == "duplicate"
+    assert await node.receiving.receive(RELAY_NODE, wire, relayed=True) == "duplicate"  # via a relay too
     assert await node.inbox() == ["hello 1"]
     assert len(await node.outbox()) == 1
     assert len(node.events()) == 1
@@ -139,13 +142,13 @@ async def test_a_replayed_envelope_is_stored_once(node: Node) -> None:
 
 async def test_envelopes_are_shown_in_the_senders_order(node: Node) -> None:
     for n in (3, 1, 2):  # arriving out of order (retries, relays)
-        await node.messaging.receive(ALICE_NODE, envelope(n))
+        await node.receiving.receive(ALICE_NODE, envelope(n))
     assert await node.inbox() == ["hello 1", "hello 2", "hello 3"]
 
 
 async def test_a_node_cannot_deliver_for_someone_it_does_not_host(node: Node) -> None:
     with pytest.raises(errors.Forbidden):
-        await node.messaging.receive("n" + "m" * 24, envelope())
+        await node.receiving.receive("n" + "m" * 24, envelope())
     assert await node.inbox() == []
 
 
@@ -180,9 +183,9 @@ class ConfirmingDirectory(DirectoryView):
 async def test_nothing_forged_or_malformed_is_stored(
     node: Node, wire: dict[str, Any], error: type[errors.FlameError]
 ) -> None:
-    node.messaging.directory = ConfirmingDirectory(node.db)
+    node.receiving.directory = ConfirmingDirectory(node.db)
     with pytest.raises(error):
-        await node.messaging.receive(ALICE_NODE, wire)
+        await node.receiving.receive(ALICE_NODE, wire)
     assert await node.inbox() == []
     assert await node.outbox() == []
     assert node.events() == []
@@ -191,16 +194,16 @@ async def test_nothing_forged_or_malformed_is_stored(
 async def test_a_forged_sender_is_refused_for_good_once_the_directory_confirms_the_keys(
     node: Node,
 ) -> None:
-    node.messaging.directory = ConfirmingDirectory(node.db)
+    node.receiving.directory = ConfirmingDirectory(node.db)
     with pytest.raises(errors.EnvelopeRejected):
-        await node.messaging.receive(ALICE_NODE, envelope(sender_keys=MALLORY))
+        await node.receiving.receive(ALICE_NODE, envelope(sender_keys=MALLORY))
     assert await node.inbox() == []
 
 
 async def test_keys_that_do_not_fit_during_an_outage_are_a_refusal_to_retry(node: Node) -> None:
     """Alice may have new keys the directory cannot confirm right now: her node is
     told to try again later (a transient code), not that her message is refused."""
-    outcomes = await node.messaging.receive_batch(ALICE_NODE, [envelope(7, sender_keys=MALLORY)])
+    outcomes = await node.receiving.receive_batch(ALICE_NODE, [envelope(7, sender_keys=MALLORY)])
     assert outcomes[0].status == "refused"
     assert outcomes[0].error is not None
     assert outcomes[0].error.code == "directory_unavailable"
@@ -210,7 +213,7 @@ async def test_keys_that_do_not_fit_during_an_outage_are_a_refusal_to_retry(node
 
 async def test_a_blocked_senders_message_is_dropped_silently(node: Node) -> None:
     await node.blocks.block("bob", "alice")
-    assert await node.messaging.receive(ALICE_NODE, envelope()) == "stored"  # alice is told nothing
+    assert await node.receiving.receive(ALICE_NODE, envelope()) == "stored"  # alice is told nothing
     assert await node.inbox() == []
     assert await node.outbox() == []  # not even a delivery receipt
     assert node.events() == []
@@ -218,19 +221,19 @@ async def test_a_blocked_senders_message_is_dropped_silently(node: Node) -> None
 
 async def test_envelopes_wait_sealed_while_the_recipient_is_logged_out(node: Node) -> None:
     node.keyring.lock("bob")
-    assert await node.messaging.receive(ALICE_NODE, envelope(1)) == "stored"
-    assert await node.messaging.receive(ALICE_NODE, envelope(1)) == "duplicate"
+    assert await node.receiving.receive(ALICE_NODE, envelope(1)) == "stored"
+    assert await node.receiving.receive(ALICE_NODE, envelope(1)) == "duplicate"
     with pytest.raises(errors.DirectoryUnavailable):  # the signature is checked before holding
-        await node.messaging.receive(ALICE_NODE, envelope(2, sender_keys=MALLORY))
+        await node.receiving.receive(ALICE_NODE, envelope(2, sender_keys=MALLORY))
     assert await node.inbox() == []  # nothing readable without bob's keys
     node.keyring.unlock("bob", BOB)
-    assert await node.messaging.open_held("bob") == 1
+    assert await node.receiving.open_held("bob") == 1
     assert await node.inbox() == ["hello 1"]
-    assert await node.messaging.open_held("bob") == 0
+    assert await node.receiving.open_held("bob") == 0
 
 
 async def test_unknown_kinds_are_ignored_not_stored(node: Node) -> None:
-    assert await node.messaging.receive(ALICE_NODE, envelope(kind="poll", body={"q": "?"})) == "duplicate"
+    assert await node.receiving.receive(ALICE_NODE, envelope(kind="poll", body={"q": "?"})) == "duplicate"
     assert await node.inbox() == []
 
 
@@ -242,35 +245,35 @@ async def test_an_operator_blocked_nodes_users_are_dropped_when_their_envelopes_
 ) -> None:
     await node.blocks.admin_block("node", ALICE_NODE)
     # The relay itself is not blocked, and its request is admitted; alice's home is.
-    assert await node.messaging.receive(RELAY_NODE, envelope(5), relayed=True) == "stored"
+    assert await node.receiving.receive(RELAY_NODE, envelope(5), relayed=True) == "stored"
     assert await node.inbox() == []
     assert await node.outbox() == []  # no delivery receipt either
     assert node.events() == []
     await node.blocks.admin_unblock("node", ALICE_NODE)
-    assert await node.messaging.receive(RELAY_NODE, envelope(6), relayed=True) == "stored"
+    assert await node.receiving.receive(RELAY_NODE, envelope(6), relayed=True) == "stored"
     assert await node.inbox() == ["hello 6"]
 
 
 async def test_an_envelope_held_before_its_node_was_blocked_is_not_opened_after(node: Node) -> None:
     node.keyring.lock("bob")
-    assert await node.messaging.receive(RELAY_NODE, envelope(1), relayed=True) == "stored"
+    assert await node.receiving.receive(RELAY_NODE, envelope(1), relayed=True) == "stored"
     await node.blocks.admin_block("node", ALICE_NODE)
     node.keyring.unlock("bob", BOB)
-    assert await node.messaging.open_held("bob") == 0
+    assert await node.receiving.open_held("bob") == 0
     assert await node.inbox() == []
-    assert await node.messaging.open_held("bob") == 0  # and it is gone, not kept for later
+    assert await node.receiving.open_held("bob") == 0  # and it is gone, not kept for later
 
 
 async def test_a_received_message_over_64_kib_is_refused_like_a_sent_one(node: Node) -> None:
     big = envelope(1, body={"text": "x" * (100 * 1024)})
     with pytest.raises(errors.MessageTooLarge) as refused:
-        await node.messaging.receive(ALICE_NODE, big)
+        await node.receiving.receive(ALICE_NODE, big)
     assert refused.value.status == 413
     assert await node.inbox() == []
     assert await node.outbox() == []  # no receipt for what was refused
     # In a batch it refuses only itself; exactly 64 KiB is still a message.
     fits = envelope(2, body={"text": "y" * (64 * 1024)})
-    outcomes = await node.messaging.receive_batch(
+    outcomes = await node.receiving.receive_batch(
         ALICE_NODE, [envelope(3, body={"text": "x" * 70_000}), fits]
     )
     assert [o.status for o in outcomes] == ["refused", "stored"]
@@ -281,10 +284,10 @@ async def test_a_received_message_over_64_kib_is_refused_like_a_sent_one(node: N
 
 async def test_an_oversized_message_held_while_logged_out_is_dropped_when_opened(node: Node) -> None:
     node.keyring.lock("bob")
-    assert await node.messaging.receive(ALICE_NODE, envelope(1, body={"text": "x" * 70_000})) == "stored"
-    assert await node.messaging.receive(ALICE_NODE, envelope(2)) == "stored"
+    assert await node.receiving.receive(ALICE_NODE, envelope(1, body={"text": "x" * 70_000})) == "stored"
+    assert await node.receiving.receive(ALICE_NODE, envelope(2)) == "stored"
     node.keyring.unlock("bob", BOB)
-    assert await node.messaging.open_held("bob") == 1
+    assert await node.receiving.open_held("bob") == 1
     assert await node.inbox() == ["hello 2"]
 
 
@@ -302,8 +305,9 @@ def file_body(name: str = "plan.pdf") -> dict[str, Any]:
 
 @pytest.mark.parametrize("operator", [False, True])
 async def test_a_blocked_senders_files_are_dropped_too(node: Node, tmp_path: Path, operator: bool) -> None:
-    FileService(node.db, BlobStore(tmp_path), node.messaging, FakeClock(), node_id=ME)  # handles "file"
-    assert await node.messaging.receive(ALICE_NODE, envelope(1, kind="file", body=file_body("a.pdf")))
+    files = FileService(node.db, BlobStore(tmp_path), node.messaging, FakeClock(), node_id=ME)
+    node.receiving.register_kind("file", files)
+    assert await node.receiving.receive(ALICE_NODE, envelope(1, kind="file", body=file_body("a.pdf")))
     assert await node.inbox() == ["a.pdf"]  # files are stored when nobody blocks
     if operator:
         await node.blocks.admin_block("user", "alice")
@@ -311,7 +315,7 @@ async def test_a_blocked_senders_files_are_dropped_too(node: Node, tmp_path: Pat
         await node.blocks.block("bob", "alice")
     node.events()
     assert (
-        await node.messaging.receive(ALICE_NODE, envelope(2, kind="file", body=file_body("b.pdf")))
+        await node.receiving.receive(ALICE_NODE, envelope(2, kind="file", body=file_body("b.pdf")))
         == "stored"
     )
     assert await node.inbox() == ["a.pdf"]
@@ -350,7 +354,7 @@ async def test_a_blocked_senders_receipts_are_dropped_too(node: Node, operator: 
         return found.state
 
     first = await bobs_message(1)
-    await node.messaging.receive(ALICE_NODE, receipt(1, first))
+    await node.receiving.receive(ALICE_NODE, receipt(1, first))
     assert await state(first) == "read"  # receipts count when nobody blocks
     second = await bobs_message(2)
     if operator:
@@ -358,7 +362,7 @@ async def test_a_blocked_senders_receipts_are_dropped_too(node: Node, operator: 
     else:
         await node.blocks.block("bob", "alice")
     node.events()
-    assert await node.messaging.receive(ALICE_NODE, receipt(2, second)) == "stored"
+    assert await node.receiving.receive(ALICE_NODE, receipt(2, second)) == "stored"
     assert await state(second) == "sent"  # alice's read mark never reaches bob
     assert node.events() == []
 
@@ -378,7 +382,7 @@ async def test_content_that_is_not_utf8_is_refused_not_a_server_error(node: Node
     header["sent_at"] = 5
     content = {**header, "kind": "message", "body": {"text": "a\ud800b"}}  # a lone surrogate
     wire = hand_sealed(json.dumps(content).encode(), header)  # escaped as \ud800: valid JSON
-    outcomes = await node.messaging.receive_batch(ALICE_NODE, [wire, envelope(1)])
+    outcomes = await node.receiving.receive_batch(ALICE_NODE, [wire, envelope(1)])
     assert [o.status for o in outcomes] == ["refused", "stored"]  # the rest of the batch is kept
     assert outcomes[0].error is not None
     assert outcomes[0].error.code == "envelope_rejected"

@@ -25,6 +25,7 @@ from flamechat.services.keyring import KeyRing
 from flamechat.services.messaging import MessagingService, UserBlocked
 from flamechat.services.passwords import make_hasher
 from flamechat.services.ratelimit import RateLimits, RateSettings
+from flamechat.services.receiving import ReceivingService
 from flamechat.services.waiting import WaitingSends
 from flamechat.storage import directory_store, node_messages, node_waiting
 from flamechat.storage.database import Database
@@ -79,8 +80,24 @@ class Node:
             outbox_ttl=TTL,
             waiting=self.waiting,
         )
+        self.receiving = ReceivingService(
+            self.db,
+            self.directory,
+            self.keyring,
+            self.events,
+            self.blocks,
+            self.clock,
+            outgoing=self.messaging,
+        )
         self.worker = DeliveryWorker(
-            self.db, self.directory, NoPeers(), self.messaging, None, self.clock, node_id=NODE_KEY.node_id
+            self.db,
+            self.directory,
+            NoPeers(),
+            self.messaging,
+            None,
+            self.clock,
+            receiving=self.receiving,
+            node_id=NODE_KEY.node_id,
         )
         self.messaging.on_queued(self.wake)
 

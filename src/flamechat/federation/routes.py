@@ -11,9 +11,9 @@ from flamechat.httpapi.signed import RequestVerifier, json_body
 from flamechat.protocol import errors, models
 from flamechat.protocol.ids import USERNAME_PATTERN
 from flamechat.protocol.versions import FEATURES, PROTOCOL_VERSIONS
-from flamechat.services.messaging import MessagingService
 from flamechat.services.presence import PresenceService
 from flamechat.services.profiles import ProfileService
+from flamechat.services.receiving import ReceivingService
 from flamechat.services.relay import RelayService
 from flamechat.storage.records import PresenceEntry
 
@@ -35,7 +35,7 @@ UserPath = Annotated[str, Path(pattern=USERNAME_PATTERN)]
 
 
 def federation_router(
-    messaging: MessagingService,
+    receiving: ReceivingService,
     relay: RelayService,
     presence: PresenceService,
     profiles: ProfileService,
@@ -62,7 +62,7 @@ def federation_router(
         node_id, envelope = await verifier.verify_body(request, models.EnvelopeWire)
         if envelope.id != envelope_id:
             raise errors.InvalidRequest("the path id and the envelope id differ", field="id")
-        status = await messaging.receive(node_id, envelope.model_dump())
+        status = await receiving.receive(node_id, envelope.model_dump())
         return {"id": envelope_id, "status": status}
 
     @router.post(
@@ -71,7 +71,7 @@ def federation_router(
     async def post_envelopes(request: Request) -> dict[str, Any]:
         """Several envelopes at once, stored in one transaction; each gets its own outcome."""
         node_id, batch = await verifier.verify_body(request, models.EnvelopeBatch)
-        outcomes = await messaging.receive_batch(node_id, [e.model_dump() for e in batch.envelopes])
+        outcomes = await receiving.receive_batch(node_id, [e.model_dump() for e in batch.envelopes])
         return {"results": [o.to_wire() for o in outcomes]}
 
     @router.put(

@@ -40,6 +40,7 @@ from flamechat.services.clock import Clock, ms
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.messaging import MessagingService
 from flamechat.services.ports import PeerPort, TransportError
+from flamechat.services.receiving import ReceivingService
 from flamechat.services.relay import RelayService
 from flamechat.services.worker import Worker
 from flamechat.storage import node_messages
@@ -78,6 +79,7 @@ class DeliveryWorker(Worker):
         relay: RelayService | None,
         clock: Clock,
         *,
+        receiving: ReceivingService,
         node_id: str,
         relay_after: float = 30.0,
         concurrency: int = 32,
@@ -91,7 +93,8 @@ class DeliveryWorker(Worker):
         self.db = db
         self.directory = directory
         self.peers = peers
-        self.messaging = messaging
+        self.messaging = messaging  # moves the sent messages' states
+        self.receiving = receiving  # takes envelopes for this node's own users
         self.relay = relay
         self.relay_after = relay_after
         self.clock = clock
@@ -191,7 +194,7 @@ class DeliveryWorker(Worker):
         payloads = [json.loads(item.payload) for item in items]
         try:
             if user.home_node == self.node_id:
-                outcomes = [o.to_wire() for o in await self.messaging.receive_batch(self.node_id, payloads)]
+                outcomes = [o.to_wire() for o in await self.receiving.receive_batch(self.node_id, payloads)]
             elif user.node_url is None:
                 raise TransportError("recipient has no known node", transient=True)
             else:

@@ -175,7 +175,6 @@ class FileService:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._cancelled: set[tuple[str, str]] = set()  # cancelled while a part was arriving
         self._wake_fetcher: Callable[[], None] = lambda: None
-        messaging.register_kind(FILE_KIND, self)
 
     def on_incoming(self, wake: Callable[[], None]) -> None:
         self._wake_fetcher = wake
@@ -452,7 +451,7 @@ class FileService:
                 await self.cancel(upload.owner, upload.id)
         return len(stale)
 
-    # --- receiving (messaging's KindHandler for "file") -----------------------------
+    # --- receiving (the receiving service's KindHandler for "file") ----------------
 
     def history_text(self, opened: OpenedEnvelope) -> str | None:
         try:

@@ -35,8 +35,8 @@ from flamechat.protocol import errors
 from flamechat.services.breaker import Breaker
 from flamechat.services.clock import Clock, ms
 from flamechat.services.directory_view import DirectoryView
-from flamechat.services.messaging import MessagingService
 from flamechat.services.ports import PeerPort, TransportError
+from flamechat.services.receiving import ReceivingService
 from flamechat.storage import node_relay
 from flamechat.storage.database import Database
 from flamechat.storage.records import KnownNode, RelayedEnvelope
@@ -77,7 +77,7 @@ class RelayService:
         db: Database,
         directory: DirectoryView,
         peers: PeerPort,
-        messaging: MessagingService,
+        receiving: ReceivingService,
         clock: Clock,
         *,
         node_id: str,
@@ -93,7 +93,7 @@ class RelayService:
         self.db = db
         self.directory = directory
         self.peers = peers
-        self.messaging = messaging
+        self.receiving = receiving
         self.clock = clock
         self.node_id = node_id
         self.offer = offer
@@ -243,7 +243,7 @@ class RelayService:
             if not items:
                 break
             done: list[int] = []
-            outcomes = await self.messaging.receive_batch(
+            outcomes = await self.receiving.receive_batch(
                 relay.node_id, [item["envelope"] for item in items], relayed=True
             )
             for item, outcome in zip(items, outcomes, strict=True):
