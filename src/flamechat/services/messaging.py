@@ -258,18 +258,14 @@ class MessagingService:
             return held
         envelope = self._seal(keys, username, recipient, message_id, now, kind, body)
         async with self.db.write() as conn:
-            record = await node_messages.add_message(
+            record = await node_messages.add_outgoing(
                 conn,
                 owner=username,
                 peer=peer,
                 message_id=message_id,
-                direction="out",
-                sender=username,
-                recipient=peer,
                 body=history_text,
                 sent_at=now,
                 state="pending",
-                now=now,
                 kind="text" if kind == "message" else kind,
             )
             if record is None:

@@ -136,18 +136,14 @@ class WaitingSends:
         self._pairs.add(pair)  # from now on, a new message between them waits too
         try:
             async with self._lock, self.db.write() as conn:
-                record = await node_messages.add_message(
+                record = await node_messages.add_outgoing(
                     conn,
                     owner=owner,
                     peer=peer,
                     message_id=message_id,
-                    direction="out",
-                    sender=owner,
-                    recipient=peer,
                     body=history_text,
                     sent_at=sent_at,
                     state="waiting",
-                    now=sent_at,
                     kind=history_kind,
                 )
                 if record is None:

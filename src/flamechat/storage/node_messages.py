@@ -97,6 +97,34 @@ async def add_message(
     return None if row is None else message_record(row)
 
 
+async def add_outgoing(
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    peer: str,
+    message_id: str,
+    body: str,
+    sent_at: int,
+    state: str,
+    kind: str,
+) -> MessageRecord | None:
+    """A message ``owner`` writes to ``peer``, stored as it is sent; ``None`` if stored already."""
+    return await add_message(
+        conn,
+        owner=owner,
+        peer=peer,
+        message_id=message_id,
+        direction="out",
+        sender=owner,
+        recipient=peer,
+        body=body,
+        sent_at=sent_at,
+        state=state,
+        now=sent_at,
+        kind=kind,
+    )
+
+
 async def last_sent_at(conn: AsyncConnection, owner: str, peer: str) -> int:
     """The ``sent_at`` of the newest message ``owner`` sent to ``peer`` (0 if none)."""
     m = messages.c
