@@ -8,11 +8,15 @@ import json
 import time
 from typing import Any
 
+from nacl.bindings import sodium_pad
+from nacl.public import PublicKey, SealedBox
+
 from flamechat.crypto import (
     NodeKey,
     UserKeys,
     b64decode,
     b64encode,
+    canonical_json,
     seal_envelope,
     sign_document,
     sign_request,
@@ -122,6 +126,22 @@ class FakePeer:
             body={"text": text},
         )
         return envelope.to_wire()
+
+    def seal_raw(self, sender: str, recipient: str, plaintext: bytes) -> dict[str, Any]:
+        """An envelope from ``sender`` whose sealed content is ``plaintext`` exactly
+        (what a hostile node could put there), under a valid outer signature."""
+        box_key = b64decode(self.user(recipient)["box_key"], size=32)
+        ciphertext = bytes(SealedBox(PublicKey(box_key)).encrypt(sodium_pad(plaintext, 256)))
+        header = {
+            "v": 1,
+            "id": new_id(),
+            "sender": sender,
+            "recipient": recipient,
+            "sent_at": int(time.time() * 1000),
+        }
+        outer = b"flamechat/envelope/v1\x00" + canonical_json(header) + b"\x00" + ciphertext
+        signature = self.users[sender].sign(outer)
+        return {**header, "ciphertext": b64encode(ciphertext), "signature": b64encode(signature)}
 
     def deliver(self, node_url: str, wire: dict[str, Any], **knobs: Any) -> Answer:
         return self.request("PUT", f"{node_url}/federation/v1/envelopes/{wire['id']}", wire, **knobs)

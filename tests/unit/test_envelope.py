@@ -256,13 +256,35 @@ def test_resealing_a_received_envelope_to_someone_else_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "plaintext",
-    [b"not json", b'{"c": "!!!", "s": "AAAA"}', b"[]", b'{"c": 1, "s": 2}', b"\xff\xfe"],
+    [
+        b"not json",
+        b'{"c": "!!!", "s": "AAAA"}',
+        b"[]",
+        b'{"c": 1, "s": 2}',
+        b"\xff\xfe",
+        b"[" * 5000,  # Python's parser raises RecursionError on this, not ValueError
+        b'{"c": ' * 40 + b"1" + b"}" * 40,  # parses, but deeper than any protocol structure
+    ],
 )
 def test_garbage_inside_a_valid_box_is_malformed(plaintext: bytes) -> None:
     ciphertext = bytes(SealedBox(PublicKey(BOB.public.box)).encrypt(sodium_pad(plaintext, 256)))
     envelope = _resigned(seal(), ciphertext=ciphertext)
     with pytest.raises(MalformedError):
         open_as_bob(envelope)
+
+
+def test_deeply_nested_content_under_a_valid_inner_signature_is_malformed() -> None:
+    # A sender (a hostile node's user) signs content a thousand lists deep: refused
+    # as malformed, not a RecursionError that breaks whoever opens it (a login).
+    deep = _handmade(
+        inner_signer=ALICE,
+        inner_fields={
+            "body": {"text": "x", "n": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}
+        },
+        outer_signer=ALICE,
+    )
+    with pytest.raises(MalformedError):
+        open_as_bob(deep)
 
 
 def test_unpadded_plaintext_is_undecryptable() -> None:

@@ -19,6 +19,7 @@ from flamechat.crypto import (
     b64encode,
     canonical_json,
     node_id_from_public_key,
+    parse_json,
 )
 from flamechat.crypto.errors import MalformedError
 from flamechat.crypto.keys import verify
@@ -123,6 +124,31 @@ def test_canonical_json_round_trips(value: Any) -> None:
     encoded = canonical_json(value)
     assert json.loads(encoded) == value
     assert canonical_json(json.loads(encoded)) == encoded  # a fixed point
+
+
+@PROPERTY
+@given(value=json_values)
+def test_parse_json_reads_what_canonical_json_writes(value: Any) -> None:
+    assert parse_json(canonical_json(value)) == value
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[" * 5000,  # json.loads raises RecursionError here: parse_json must not
+        "[" * 5000 + "]" * 5000,
+        '{"a":' * 1100 + "1" + "}" * 1100,
+        "[" * 33 + "]" * 33,  # parses, but one level deeper than the bound
+    ],
+)
+def test_parse_json_refuses_deep_nesting_as_a_value_error(raw: str) -> None:
+    with pytest.raises(ValueError, match="nested"):
+        parse_json(raw)
+
+
+def test_parse_json_accepts_nesting_up_to_the_bound() -> None:
+    assert parse_json("[" * 32 + "]" * 32) is not None
+    assert parse_json(b'{"users": [{"hidden_from": ["bob"]}]}') == {"users": [{"hidden_from": ["bob"]}]}
 
 
 @PROPERTY

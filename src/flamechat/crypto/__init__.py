@@ -6,7 +6,7 @@ file chunks' ChaCha20-Poly1305 through ``cryptography``, SHA-2 through
 in ``docs/protocol.md``.
 """
 
-from flamechat.crypto.canonical import b64decode, b64encode, canonical_json
+from flamechat.crypto.canonical import b64decode, b64encode, canonical_json, parse_json
 from flamechat.crypto.documents import sign_document, verify_document
 from flamechat.crypto.envelope import (
     OpenedEnvelope,
@@ -49,6 +49,7 @@ __all__ = [
     "canonical_json",
     "node_id_from_public_key",
     "open_envelope",
+    "parse_json",
     "seal_envelope",
     "session_key_from_token",
     "session_lookup_id",

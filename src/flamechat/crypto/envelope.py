@@ -18,7 +18,6 @@ id, so a ciphertext cannot be re-sealed to someone else under another name.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,7 @@ from nacl.bindings import sodium_pad, sodium_unpad
 from nacl.exceptions import CryptoError as NaclCryptoError
 from nacl.public import PublicKey, SealedBox
 
-from flamechat.crypto.canonical import b64decode, b64encode, canonical_json
+from flamechat.crypto.canonical import b64decode, b64encode, canonical_json, parse_json
 from flamechat.crypto.errors import MalformedError, SignatureError, UndecryptableError
 from flamechat.crypto.keys import SIGNATURE_SIZE, UserKeys, verify
 
@@ -177,10 +176,10 @@ def open_envelope(
     except (NaclCryptoError, ValueError) as exc:
         raise UndecryptableError("envelope was not sealed to this recipient") from exc
     try:
-        wrapper = json.loads(plaintext)
+        wrapper = parse_json(plaintext)
         inner = b64decode(wrapper["c"], what="content")
         inner_sig = b64decode(wrapper["s"], size=SIGNATURE_SIZE, what="content signature")
-        content = json.loads(inner)
+        content = parse_json(inner)
     except (ValueError, KeyError, TypeError) as exc:
         raise MalformedError("envelope content is malformed") from exc
     verify(sender_sign_key, _INNER_DOMAIN + inner, inner_sig)

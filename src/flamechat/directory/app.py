@@ -1,6 +1,5 @@
 """The directory's HTTP API, ``/directory/v1``."""
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -9,7 +8,7 @@ from fastapi import APIRouter, FastAPI, Path, Request
 
 from flamechat import __version__
 from flamechat.config import DirectorySettings
-from flamechat.crypto import b64decode, b64encode
+from flamechat.crypto import b64decode, b64encode, parse_json
 from flamechat.crypto.errors import MalformedError
 from flamechat.httpapi.app_options import NO_TELEMETRY
 from flamechat.httpapi.errors import install_error_handlers
@@ -152,7 +151,7 @@ def directory_router(service: DirectoryService, verifier: RequestVerifier) -> AP
 def _claimed_key(raw: bytes) -> bytes:
     """The key a registering node names in its body: the one its signature must verify with."""
     try:
-        claimed = json.loads(raw)
+        claimed = parse_json(raw)
     except ValueError:
         claimed = None
     value = claimed.get("public_key") if isinstance(claimed, dict) else None

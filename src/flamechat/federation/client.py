@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from yarl import URL
 
-from flamechat.crypto import NodeKey, sign_request
+from flamechat.crypto import NodeKey, parse_json, sign_request
 from flamechat.protocol.versions import (
     BATCH_FEATURE,
     PRESENCE_PUSH_FEATURE,
@@ -69,7 +69,7 @@ class SignedClient:
     ) -> dict[str, Any]:
         status, raw = await self.call_raw(method, url, body, timeout=timeout)
         try:
-            answer = json.loads(raw) if raw else {}
+            answer = parse_json(raw) if raw else {}
         except ValueError:
             answer = {}
         if status >= 400 or not isinstance(answer, dict):
@@ -137,7 +137,7 @@ class SignedClient:
                 if response.status >= 400:
                     raw = await response.content.read(64 * 1024)
                     try:
-                        answer = json.loads(raw) if raw else {}
+                        answer = parse_json(raw) if raw else {}
                     except ValueError:
                         answer = {}
                     raise _refusal("GET", url, response.status, answer)

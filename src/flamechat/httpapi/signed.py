@@ -11,7 +11,6 @@ describe the body in the OpenAPI document with :func:`json_body`.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -19,7 +18,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from flamechat.crypto import SignatureError, SignedRequestHeaders, verify_request
+from flamechat.crypto import SignatureError, SignedRequestHeaders, parse_json, verify_request
 from flamechat.crypto.errors import MalformedError
 from flamechat.crypto.requests import (
     HEADER_NODE,
@@ -96,8 +95,8 @@ def parse_body(model: type[M], raw: bytes) -> M:
     if not raw:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
     try:
-        data = json.loads(raw)
-    except ValueError as exc:  # not JSON, or not UTF-8
+        data = parse_json(raw)
+    except ValueError as exc:  # not JSON, not UTF-8, or nested too deeply
         raise RequestValidationError(
             [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
         ) from exc

@@ -137,9 +137,18 @@ class AccountService:
                 ms(self.clock),
             )
         self.keyring.unlock(username, keys)
-        for callback in self._on_unlock:
-            await callback(username)
+        await self._unlocked(username)
         return LoginResult(_encode_token(token), session, directory_online)
+
+    async def _unlocked(self, username: str) -> None:
+        """Run the unlock callbacks (open held envelopes, collect from relays). The
+        session exists already: whatever they meet, in mail that others sent, must
+        not keep its owner from logging in, so a failure is logged, not raised."""
+        for callback in self._on_unlock:
+            try:
+                await callback(username)
+            except Exception:
+                log.exception("after unlocking %s's keys", username)
 
     async def _first_account(self, username: str, password: str) -> tuple[LocalAccount, UserKeys | None]:
         """Create the user's account and keys, once: first logins running at the
@@ -226,8 +235,7 @@ class AccountService:
             except CryptoError as exc:
                 raise errors.NotAuthenticated("session keys do not open; log in again") from exc
             self.keyring.unlock(record.username, UserKeys.from_bytes(secret))
-            for callback in self._on_unlock:
-                await callback(record.username)
+            await self._unlocked(record.username)
         return Session(record.username, record.csrf_token, record.lookup_id)
 
     async def logout(self, session: Session) -> None:

@@ -361,8 +361,8 @@ class ReceivingService:
                     opened = open_envelope(envelope, recipient_keys=keys, sender_sign_key=sender.sign_key)
                     check_received(opened)
                     opened_count += await self._accept(opened, keys, sender)
-                except errors.DirectoryUnavailable:
-                    return opened_count  # keep it held; try again at the next login
+                except (errors.DirectoryUnavailable, errors.ServiceUnavailable):
+                    return opened_count  # transient (directory, storage): keep it held; try again later
                 except (CryptoError, errors.FlameError, ValueError) as exc:
                     log.warning("dropping held envelope %s: %s", item.envelope_id, exc)
                 async with self.db.write() as conn:

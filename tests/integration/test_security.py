@@ -1,0 +1,105 @@
+"""Attacks on real processes: what a hostile node, a stranger on the network or
+another user tries, and what each gets (a clear 4xx, nothing stored, nobody
+locked out). Every finding of the security review that is about HTTP has its
+test here; the pure rules are tested in tests/unit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from flamechat.crypto import sign_request
+from flamechat.devnet import DevNetwork
+from tests.conftest import PASSWORDS, make_network
+from tests.integration.peer import FakePeer
+from tests.support import Answer, eventually, login, raw_request, server_errors
+
+pytestmark = pytest.mark.integration
+
+MALLORY_PASSWORD = "mallory-password"  # lives on the test's own hostile node
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
+    network = make_network(
+        tmp_path_factory.mktemp("security"), users={**PASSWORDS, "mallory": MALLORY_PASSWORD}
+    )
+    try:
+        yield network
+    finally:
+        network.stop()
+
+
+@pytest.fixture(scope="module")
+def mallory(net: DevNetwork) -> FakePeer:
+    """A node anyone may register (registration is open by default), home of mallory."""
+    assert net.directory is not None
+    peer = FakePeer(net.directory.url)
+    peer.register()
+    peer.adopt("mallory", MALLORY_PASSWORD)
+    return peer
+
+
+def test_no_server_error_so_far(net: DevNetwork) -> None:
+    assert server_errors(net) == []
+
+
+# --- hostile JSON -------------------------------------------------------------------
+
+
+def test_a_deeply_nested_envelope_held_for_a_logged_out_user_does_not_lock_them_out(
+    net: DevNetwork, mallory: FakePeer
+) -> None:
+    """Held sealed while bob is logged out, opened at his next login: a thousand
+    nested lists made that login fail with a 500, every time, for good."""
+    bob_node = net.nodes[1]
+    bob = login(bob_node, "bob", PASSWORDS["bob"])  # his keys exist and are published
+    assert bob.call("DELETE", "/api/v1/sessions/current")[0] == 204
+
+    for plaintext in (b"[" * 5000, b'{"c": ' * 2000):
+        wire = mallory.seal_raw("mallory", "bob", plaintext)
+        assert mallory.deliver(bob_node.url, wire).status == 200  # held, sealed: it cannot be read yet
+
+    bob = login(bob_node, "bob", PASSWORDS["bob"])  # 201, not 500
+    assert bob.call("GET", "/api/v1/conversations/mallory/messages")[1]["messages"] == []
+
+    # With bob logged in, the same envelope is refused at once, as malformed content.
+    answer = mallory.deliver(bob_node.url, mallory.seal_raw("mallory", "bob", b"[" * 5000))
+    assert (answer.status, answer.code) == (403, "envelope_rejected")
+
+    # And bob still hears from mallory when she writes something a node can write.
+    assert mallory.deliver(bob_node.url, mallory.seal("mallory", "bob", "sorry")).status == 200
+    eventually(
+        lambda: [m["body"] for m in bob.history("mallory")] == ["sorry"], what="mallory's genuine message"
+    )
+    assert server_errors(net) == []
+
+
+def signed_raw(peer: FakePeer, method: str, url: str, data: bytes) -> Answer:
+    """``data`` sent as is, under a valid signature of ``peer``."""
+    target = url.split("://", 1)[1]
+    target = target[target.index("/") :]
+    signed = sign_request(peer.key, method, target, data, timestamp=int(time.time()))
+    return raw_request(method, url, data, {"Content-Type": "application/json", **signed.as_dict()})
+
+
+def test_a_deeply_nested_body_is_a_4xx_on_every_api(net: DevNetwork, mallory: FakePeer) -> None:
+    """json.loads raises RecursionError (not ValueError) on a few thousand ``[``:
+    the directory answered an unsigned registration with a 500."""
+    assert net.directory is not None
+    deep = b"[" * 5000
+    json_type = {"Content-Type": "application/json"}
+    # Unsigned, to the directory: registration reads the key from the body first.
+    answer = raw_request("PUT", f"{net.directory.url}/directory/v1/nodes/{mallory.node_id}", deep, json_type)
+    assert (answer.status, answer.code) == (401, "bad_signature")
+    # Signed, to a node and to the directory: parsed once the signature holds.
+    node = net.nodes[0]
+    for url in (f"{node.url}/federation/v1/envelopes", f"{net.directory.url}/directory/v1/logins"):
+        answer = signed_raw(mallory, "POST", url, deep)
+        assert (answer.status, answer.code) == (422, "invalid_request"), answer
+    # To the local API, before any session.
+    answer = raw_request("POST", node.url + "/api/v1/sessions", deep, json_type)
+    assert 400 <= answer.status < 500, answer
+    assert server_errors(net) == []
