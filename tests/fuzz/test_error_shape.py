@@ -305,7 +305,13 @@ async def test_a_body_signed_by_a_stranger_is_401_before_it_is_read(
     body, _field = wrong_body(name)
     stranger = NodeKey.from_seed(bytes(range(64, 96)))
     headers = {**JSON, **sign_request(stranger, method, path, body, timestamp=int(time.time())).as_dict()}
-    assert_error(await call(surface.app, method, path, body, headers), 401, "unknown_node")
+    answer = await call(surface.app, method, path, body, headers)
+    if surface.name == "federation":
+        # This node's directory is down: it cannot tell whether the stranger exists,
+        # so the caller is to try again (a real new peer must not be refused for good).
+        assert_error(answer, 503, "directory_unavailable")
+    else:
+        assert_error(answer, 401, "unknown_node")
 
 
 @pytest.mark.parametrize("name", SURFACES)

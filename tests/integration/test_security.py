@@ -5,8 +5,12 @@ test here; the pure rules are tested in tests/unit."""
 
 from __future__ import annotations
 
+import base64
+import secrets
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -102,4 +106,54 @@ def test_a_deeply_nested_body_is_a_4xx_on_every_api(net: DevNetwork, mallory: Fa
     # To the local API, before any session.
     answer = raw_request("POST", node.url + "/api/v1/sessions", deep, json_type)
     assert 400 <= answer.status < 500, answer
+    assert server_errors(net) == []
+
+
+# --- strangers naming unknown nodes -------------------------------------------------
+
+
+def unsigned_as(node_id: str) -> dict[str, str]:
+    """Signature headers naming ``node_id``, signed by no one: what a stranger sends."""
+    return {
+        "Flame-Node": node_id,
+        "Flame-Timestamp": str(int(time.time())),
+        "Flame-Nonce": secrets.token_urlsafe(18),
+        "Flame-Signature": base64.b64encode(bytes(64)).decode(),
+    }
+
+
+def test_strangers_naming_unknown_nodes_cannot_spend_the_nodes_directory_rate(net: DevNetwork) -> None:
+    """Each request naming a node id the node had not seen made it ask the directory,
+    which allows a node 50 requests a second: a few hundred unsigned requests a
+    second from anyone got the node 429'd, and its users' first logins refused."""
+    node = net.nodes[0]
+    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+    stop = threading.Event()
+    codes: list[str | None] = []
+
+    def flood() -> None:
+        while not stop.is_set():
+            stranger = "n" + "".join(secrets.choice(alphabet) for _ in range(24))
+            codes.append(
+                raw_request("GET", node.url + "/federation/v1/presence", None, unsigned_as(stranger)).code
+            )
+
+    with ThreadPoolExecutor(8) as pool:
+        flooding = [pool.submit(flood) for _ in range(8)]
+        try:
+            eventually(lambda: len(codes) >= 200, timeout=30, what="the flood under way")
+            carol = login(node, "carol", PASSWORDS["carol"])  # a first login: the node asks the directory
+            status, dave = carol.call("GET", "/api/v1/users/dave")  # a lookup: the directory again
+            assert (status, dave["username"]) == (200, "dave")
+            assert carol.call("GET", "/api/v1/users")[1]["source"] == "directory"
+        finally:
+            stop.set()
+            for done in flooding:
+                done.result()
+    # A stranger learns only that it is unknown (or, past the lookup budget, to try later).
+    assert set(codes) <= {"unknown_node", "directory_unavailable"}, set(codes)
+    assert codes.count("directory_unavailable") > codes.count("unknown_node")
+    # Ids that are not node ids are refused before anything is looked up.
+    answer = raw_request("GET", node.url + "/federation/v1/presence", None, unsigned_as("../users/alice"))
+    assert (answer.status, answer.code) == (401, "bad_signature")
     assert server_errors(net) == []

@@ -138,6 +138,11 @@ def test_missing_header_is_malformed(missing: str) -> None:
         ("Flame-Timestamp", "1" * 16),
         ("Flame-Timestamp", "²"),  # a Unicode digit int() refuses
         ("Flame-Timestamp", "١٨٠٠"),  # Arabic-Indic digits
+        ("Flame-Node", "n" + "a" * 23),  # not a node id: nobody is asked who signed it
+        ("Flame-Node", "n" + "a" * 25),
+        ("Flame-Node", "N" + "a" * 24),
+        ("Flame-Node", "n" + "a" * 23 + "1"),
+        ("Flame-Node", "../users/alice"),
         ("Flame-Nonce", "short"),
         ("Flame-Nonce", "x" * 65),
         ("Flame-Nonce", "é" * 20),

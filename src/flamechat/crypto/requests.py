@@ -16,6 +16,7 @@ nonces (see :mod:`flamechat.protocol.replay`).
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ HEADER_NODE = "Flame-Node"
 HEADER_TIMESTAMP = "Flame-Timestamp"
 HEADER_NONCE = "Flame-Nonce"
 HEADER_SIGNATURE = "Flame-Signature"
+_NODE_ID = re.compile(r"n[a-z2-7]{24}")  # what node_id_from_public_key makes
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class SignedRequestHeaders:
             signature_text = headers[HEADER_SIGNATURE]
         except KeyError as exc:
             raise MalformedError(f"missing header {exc.args[0]}") from exc
+        # Not a node id: no node could have signed it, and nobody is asked who it is.
+        if not _NODE_ID.fullmatch(node_id):
+            raise MalformedError("Flame-Node must be a node id")
         # isascii(): "²" and other Unicode digits pass isdigit() but not int().
         if not (timestamp_text.isascii() and timestamp_text.isdigit()) or len(timestamp_text) > 15:
             raise MalformedError("Flame-Timestamp must be integer seconds")

@@ -26,6 +26,7 @@ from flamechat.services.directory import (
 )
 from flamechat.services.events import EventHub
 from flamechat.services.ports import DirectoryPort, TransportError
+from flamechat.services.ratelimit import TokenBucket
 from flamechat.storage import node_cache, node_keys
 from flamechat.storage.database import Database
 from flamechat.storage.records import KeyWarning, KnownNode, KnownUser, PresenceEntry
@@ -41,11 +42,18 @@ _CODES: dict[str, type[errors.FlameError]] = {
     "unknown_user": errors.UnknownUser,
     "forbidden": errors.Forbidden,
     "invalid_request": errors.InvalidRequest,
+    "not_found": errors.NotFound,  # no such node
 }
 
 
 MEMO_SECONDS = 5.0
 MEMO_SIZE = 10_000
+# Lookups of nodes not in the cache, a second. Anyone can send a request naming a
+# node id the node has never seen (the key is needed before the signature can be
+# checked), and the directory counts every lookup against this node's own rate:
+# without a bound, strangers could spend it all and leave the node's users
+# without a directory. Real new peers are rare, and asked about once.
+NODE_LOOKUPS_PER_SECOND = 10.0
 
 
 class DirectoryBusy(errors.RateLimited, errors.DirectoryUnavailable):
@@ -69,6 +77,7 @@ class DirectoryView:
         breaker: float = 3.0,
         fresh_for: float = 60.0,
         list_max_age: float = 2.0,
+        node_lookups_per_second: float = NODE_LOOKUPS_PER_SECOND,
     ) -> None:
         self.db = db
         self.port = port
@@ -91,6 +100,7 @@ class DirectoryView:
         self._warnings: dict[str, dict[str, KeyWarning]] = {}  # per viewer; changed only here
         self._warnings_changes = 0  # a read that saw an older state is not remembered
         self._nodes: dict[str, tuple[float, KnownNode]] = {}
+        self._node_lookups = TokenBucket(clock, rate=node_lookups_per_second, burst=node_lookups_per_second)
 
     # --- reachability and the directory key ---------------------------------------
 
@@ -218,7 +228,14 @@ class DirectoryView:
             return [n for n in await node_cache.list_nodes(conn) if n.relay]
 
     async def node(self, node_id: str) -> KnownNode | None:
-        """A node's URL and key, from cache or a signed directory answer."""
+        """A node's URL and key, from cache or a signed directory answer; ``None``
+        if the directory says there is no such node.
+
+        Raises DirectoryUnavailable (or ServiceUnavailable) when it cannot tell:
+        the directory is unreachable, busy or its answer fails its signature, or
+        this node already asked about ``NODE_LOOKUPS_PER_SECOND`` unknown nodes in
+        the last second. A caller answers that with a 503 its peer retries, not
+        with a refusal that would fail a genuine new peer's messages for good."""
         now = self.clock.now()
         memo = self._nodes.get(node_id)
         if memo is not None and now - memo[0] < MEMO_SECONDS:
@@ -228,9 +245,15 @@ class DirectoryView:
         if cached is not None:
             self._remember(self._nodes, node_id, (now, cached))
             return cached
+        if not self._node_lookups.take():
+            raise errors.DirectoryUnavailable(
+                f"node {node_id} is not known here, and too many unknown nodes were looked up "
+                "in the last second; try again shortly",
+                retry_after=1,
+            )
         try:
             answer = await self._verified(NODE_PURPOSE, await self._call(lambda: self.port.get_node(node_id)))
-        except (errors.DirectoryUnavailable, errors.NotFound, errors.ServiceUnavailable):
+        except errors.NotFound:
             return None
         record = answer["node"]
         node = KnownNode(

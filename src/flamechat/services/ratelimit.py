@@ -83,6 +83,27 @@ class LoginBackoff:
         self._failures.pop(account, None)
 
 
+class TokenBucket:
+    """At most ``rate`` takes a second on average, ``burst`` at once. Pure: the
+    clock is passed in. For work that strangers can make this process do."""
+
+    def __init__(self, clock: Clock, *, rate: float, burst: float) -> None:
+        self.clock = clock
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._at = clock.now()
+
+    def take(self) -> bool:
+        now = self.clock.now()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
 class NodeRequests:
     """Requests one node may make of the directory API per second (a moving window
     in memory), counted once its signature holds: one node flooding the directory
