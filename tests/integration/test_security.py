@@ -157,3 +157,33 @@ def test_strangers_naming_unknown_nodes_cannot_spend_the_nodes_directory_rate(ne
     answer = raw_request("GET", node.url + "/federation/v1/presence", None, unsigned_as("../users/alice"))
     assert (answer.status, answer.code) == (401, "bad_signature")
     assert server_errors(net) == []
+
+
+def test_a_registered_node_naming_made_up_senders_cannot_spend_the_nodes_directory_rate(
+    net: DevNetwork, mallory: FakePeer
+) -> None:
+    """A batch of 100 envelopes from 100 made-up senders was 100 directory lookups:
+    one request from any registered node got the receiving node 429'd."""
+    node = net.nodes[1]
+    login(node, "bob", PASSWORDS["bob"])  # so that bob has keys to seal to
+    genuine = mallory.seal("mallory", "bob", "made up")
+    codes: list[str] = []
+    started = time.monotonic()
+    for round_ in range(3):
+        batch = [
+            {
+                **genuine,
+                "sender": f"made-up-{round_}-{i}",
+                "id": f"0190a8f0-0000-7000-8000-{round_:06d}{i:06d}",
+            }
+            for i in range(100)
+        ]
+        answer = mallory.request("POST", f"{node.url}/federation/v1/envelopes", {"envelopes": batch})
+        assert answer.status == 200, answer
+        codes += [result["error"]["code"] for result in answer.body["results"]]
+    took = time.monotonic() - started
+    dave = login(node, "dave", PASSWORDS["dave"])  # a first login: the directory still answers the node
+    assert dave.call("GET", "/api/v1/users/carol")[0] == 200
+    assert set(codes) == {"unknown_user", "directory_unavailable"}  # refused; the rest to be tried later
+    assert codes.count("unknown_user") <= 30 + 10 * (took + 1)  # the peer's burst, then 10 a second
+    assert server_errors(net) == []

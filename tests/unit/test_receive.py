@@ -159,7 +159,9 @@ class ConfirmingDirectory(DirectoryView):
         super().__init__(db, DirectoryDown(), EventHub(), FakeClock(), pinned_key=b"\0" * 32)
         self.answers = 0
 
-    async def resolve(self, username: str, *, max_age: float | None = None) -> KnownUser:
+    async def resolve(
+        self, username: str, *, max_age: float | None = None, for_peer: str | None = None
+    ) -> KnownUser:
         async with self.db.read() as conn:
             cached = await node_cache.get_user(conn, username)
         if cached is None:

@@ -17,7 +17,12 @@ import pytest
 
 from flamechat.crypto import b64encode
 from flamechat.protocol import errors
-from flamechat.services.directory_view import NODE_LOOKUPS_PER_SECOND, DirectoryView
+from flamechat.services.directory_view import (
+    NODE_LOOKUPS_PER_SECOND,
+    PEER_USER_LOOKUP_BURST,
+    USER_LOOKUP_BURST,
+    DirectoryView,
+)
 from flamechat.services.events import EventHub
 from flamechat.services.ratelimit import TokenBucket
 from flamechat.storage.database import Database
@@ -75,6 +80,38 @@ async def test_an_unknown_node_while_the_directory_is_down_is_a_retry_not_a_refu
     )
     with pytest.raises(errors.DirectoryUnavailable):
         await view.node(NEWCOMER.node_id)
+
+
+async def test_a_peer_naming_made_up_users_spends_its_own_lookups_then_waits(
+    node_db: Database, port: InProcessDirectory, clock: FakeClock
+) -> None:
+    """One batch of 100 envelopes from 100 made-up senders was 100 directory calls."""
+    view = DirectoryView(node_db, port, EventHub(clock), clock, pinned_key=DIRECTORY_KEY.public_key)
+    hostile, other = node_key("hostile").node_id, node_key("other").node_id
+
+    async def outcome(username: str, peer: str) -> str:
+        try:
+            await view.resolve(username, for_peer=peer)
+        except errors.UnknownUser:
+            return "asked"
+        except errors.DirectoryUnavailable:
+            return "later"
+        return "found"
+
+    outcomes = [await outcome(f"made-up-{i}", hostile) for i in range(1000)]
+    assert outcomes.count("asked") == PEER_USER_LOOKUP_BURST
+    assert outcomes.count("later") == 1000 - PEER_USER_LOOKUP_BURST
+    # Another peer still has its own budget, and known users cost nothing.
+    assert await outcome("made-up-by-other", other) == "asked"
+    assert await outcome("bob", other) == "found"  # asked once...
+    assert {await outcome("bob", hostile) for _ in range(50)} == {"found"}  # ...then cached, for anyone
+    # Many hostile peers together stop at the node-wide bound.
+    many = [await outcome(f"made-up-{i}", node_key(f"peer-{i % 40}").node_id) for i in range(2000, 3000)]
+    assert many.count("asked") < USER_LOOKUP_BURST
+    assert port.calls.count("get_user") <= USER_LOOKUP_BURST + 1
+    # A second later, a peer may look up again: a genuine new sender is only delayed.
+    clock.advance(1)
+    assert await outcome("made-up-after", hostile) == "asked"
 
 
 def test_a_token_bucket_allows_its_burst_then_its_rate() -> None:

@@ -54,6 +54,13 @@ MEMO_SIZE = 10_000
 # without a bound, strangers could spend it all and leave the node's users
 # without a directory. Real new peers are rare, and asked about once.
 NODE_LOOKUPS_PER_SECOND = 10.0
+# The same for users no one here has heard of, looked up because a peer named them
+# (an envelope's sender or recipient): a peer's batch of 100 envelopes with 100
+# made-up senders was 100 lookups. Per peer, and for all peers together.
+PEER_USER_LOOKUPS_PER_SECOND = 10.0
+PEER_USER_LOOKUP_BURST = 30.0
+USER_LOOKUPS_PER_SECOND = 25.0
+USER_LOOKUP_BURST = 100.0
 
 
 class DirectoryBusy(errors.RateLimited, errors.DirectoryUnavailable):
@@ -101,6 +108,8 @@ class DirectoryView:
         self._warnings_changes = 0  # a read that saw an older state is not remembered
         self._nodes: dict[str, tuple[float, KnownNode]] = {}
         self._node_lookups = TokenBucket(clock, rate=node_lookups_per_second, burst=node_lookups_per_second)
+        self._user_lookups = TokenBucket(clock, rate=USER_LOOKUPS_PER_SECOND, burst=USER_LOOKUP_BURST)
+        self._user_lookups_by_peer: dict[str, TokenBucket] = {}
 
     # --- reachability and the directory key ---------------------------------------
 
@@ -318,16 +327,32 @@ class DirectoryView:
         await self._cache([user])
         return user
 
-    async def resolve(self, username: str, *, max_age: float | None = None) -> KnownUser:
+    async def resolve(
+        self, username: str, *, max_age: float | None = None, for_peer: str | None = None
+    ) -> KnownUser:
         """A user's record, from the cache if younger than ``max_age`` seconds
         (default: ``fresh_for``; ``0`` always asks the directory first), else from
         the directory; the cache, of any age, when the directory is unreachable.
+
+        ``for_peer``: the node whose request names ``username``. The directory is
+        asked for it only within its budget (and all peers'); past it the cache
+        answers, of any age, as during an outage, and a user not in the cache is
+        DirectoryUnavailable (a 503 the peer retries): a peer cannot spend this
+        node's directory rate by naming made-up users, or real ones over and over.
         """
         max_age = self.fresh_for if max_age is None else max_age
         cached = await self._cached_user(username)
         complete = cached is not None and cached.sign_key is not None and cached.node_url is not None
         if cached is not None and complete and ms(self.clock) - cached.fetched_at <= max_age * 1000:
             return cached
+        if for_peer is not None and not self._may_look_up_for(for_peer):
+            if cached is not None:
+                return cached
+            raise errors.DirectoryUnavailable(
+                f"{username!r} is not known here, and too many users were looked up "
+                "for your node in the last second; try again shortly",
+                retry_after=1,
+            )
         try:
             answer = await self._call(lambda: self.port.get_user(username))
         except errors.DirectoryUnavailable:
@@ -339,6 +364,15 @@ class DirectoryView:
         user = self._known((await self._verified(USER_PURPOSE, answer))["user"], ms(self.clock))
         await self._cache([user])
         return user
+
+    def _may_look_up_for(self, peer: str) -> bool:
+        bucket = self._user_lookups_by_peer.get(peer)
+        if bucket is None:
+            if len(self._user_lookups_by_peer) >= MEMO_SIZE:
+                self._user_lookups_by_peer.clear()  # bounded; peers are signed, so few anyway
+            bucket = TokenBucket(self.clock, rate=PEER_USER_LOOKUPS_PER_SECOND, burst=PEER_USER_LOOKUP_BURST)
+            self._user_lookups_by_peer[peer] = bucket
+        return bucket.take() and self._user_lookups.take()
 
     async def refresh(self) -> list[KnownUser]:
         """Fetch the whole user list; announce presence changes to local tabs."""

@@ -185,8 +185,10 @@ class ReceivingService:
             return None
         sender = seen.senders.get(envelope.sender)
         if sender is None:
-            sender = await self.directory.resolve(envelope.sender)
-        sender = await self._check_origin(envelope, sender, None if relayed else from_node)
+            sender = await self.directory.resolve(envelope.sender, for_peer=from_node)
+        sender = await self._check_origin(
+            envelope, sender, None if relayed else from_node, for_peer=from_node
+        )
         seen.senders[envelope.sender] = sender
         if await self.blocks.node_blocked(sender.home_node):
             # The operator blocked the sender's node: its own requests are refused,
@@ -285,11 +287,17 @@ class ReceivingService:
         return record
 
     async def _check_origin(
-        self, envelope: SealedEnvelope, sender: KnownUser, from_node: str | None = None
+        self,
+        envelope: SealedEnvelope,
+        sender: KnownUser,
+        from_node: str | None = None,
+        *,
+        for_peer: str | None = None,
     ) -> KnownUser:
         """Check the sender's outer signature and (unless relayed) that ``from_node``
         is the sender's home; a cached record that fails is refreshed once, since
-        the sender may have moved or rotated keys since it was cached."""
+        the sender may have moved or rotated keys since it was cached (within
+        ``for_peer``'s lookup budget: a forgery must not cost a directory call)."""
         for attempt in range(2):
             home_ok = from_node is None or sender.home_node == from_node
             if home_ok and sender.sign_key is not None:
@@ -307,7 +315,7 @@ class ReceivingService:
                     f"cannot check {envelope.sender}'s current keys while the directory is unreachable"
                 )
                 try:
-                    fresh = await self.directory.resolve(envelope.sender, max_age=0)
+                    fresh = await self.directory.resolve(envelope.sender, max_age=0, for_peer=for_peer)
                 except errors.DirectoryUnavailable:
                     fresh = sender
                 if fresh.fetched_at == sender.fetched_at and home_ok:

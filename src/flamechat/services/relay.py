@@ -116,14 +116,14 @@ class RelayService:
             envelope = SealedEnvelope.from_wire(wire)
         except CryptoError as exc:
             raise errors.InvalidRequest(str(exc), field="envelope") from exc
-        sender = await self.directory.resolve(envelope.sender)
+        sender = await self.directory.resolve(envelope.sender, for_peer=depositor)
         if sender.sign_key is None:
             raise errors.EnvelopeRejected(f"{envelope.sender} has no published key")
         try:
             verify_envelope_origin(envelope, sender.sign_key)
         except CryptoError as exc:
             raise errors.EnvelopeRejected("the sender's signature does not verify") from exc
-        recipient = await self.directory.resolve(envelope.recipient)
+        recipient = await self.directory.resolve(envelope.recipient, for_peer=depositor)
         if recipient.home_node != recipient_node:
             raise errors.InvalidRequest(
                 f"{envelope.recipient} does not live on {recipient_node}", field="recipient_node"
