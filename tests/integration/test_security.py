@@ -187,3 +187,18 @@ def test_a_registered_node_naming_made_up_senders_cannot_spend_the_nodes_directo
     assert set(codes) == {"unknown_user", "directory_unavailable"}  # refused; the rest to be tried later
     assert codes.count("unknown_user") <= 30 + 10 * (took + 1)  # the peer's burst, then 10 a second
     assert server_errors(net) == []
+
+
+def test_the_directory_refuses_a_node_url_that_would_send_peers_elsewhere(net: DevNetwork) -> None:
+    """Peers append /federation/v1/... to a node's URL: with a query or a fragment
+    in it, a hostile node chose the path its peers call on any machine."""
+    assert net.directory is not None
+    for url in ("http://127.0.0.1:6379/?", "http://10.0.0.1/admin#", "http://user:pw@node.example"):
+        peer = FakePeer(net.directory.url, url=url)
+        answer = peer.request(
+            "PUT",
+            f"{net.directory.url}/directory/v1/nodes/{peer.node_id}",
+            {"url": url, "public_key": base64.b64encode(peer.key.public_key).decode(), "relay": False},
+        )
+        assert (answer.status, answer.code, answer.body["error"]["field"]) == (422, "invalid_request", "url")
+    assert server_errors(net) == []

@@ -7,7 +7,9 @@ client is on the hot path of every delivery.
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -16,6 +18,7 @@ import aiohttp
 from yarl import URL
 
 from flamechat.crypto import NodeKey, parse_json, sign_request
+from flamechat.protocol.addresses import refused_address
 from flamechat.protocol.versions import (
     BATCH_FEATURE,
     PRESENCE_PUSH_FEATURE,
@@ -36,6 +39,17 @@ VERSION_TTL = 300.0  # seconds a peer's versions and features are remembered
 READ_BUFFER = 2 * 1024 * 1024
 
 
+def guarded_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+    """A socket for one address a peer's (or the directory's) name resolved to,
+    unless it is one no node can be at (protocol/addresses.py): every attempt,
+    whether the URL named an address or a name, passes here."""
+    family, kind, proto, _name, address = addr_info
+    refusal = refused_address(str(address[0]))
+    if refusal is not None:
+        raise OSError(errno.EACCES, f"refusing to connect: {refusal}")
+    return socket.socket(family=family, type=kind, proto=proto)
+
+
 class SignedClient:
     """One aiohttp session; every request signed with this node's key."""
 
@@ -49,7 +63,7 @@ class SignedClient:
 
     async def start(self) -> None:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=256, limit_per_host=32)
+            connector = aiohttp.TCPConnector(limit=256, limit_per_host=32, socket_factory=guarded_socket)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=self.timeout, read_bufsize=READ_BUFFER
             )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from flamechat.protocol.addresses import base_url_problem
 from flamechat.protocol.ids import NODE_ID_PATTERN, USERNAME_PATTERN
 
 Username = Annotated[str, Field(pattern=USERNAME_PATTERN, examples=["alice"])]
@@ -121,8 +122,20 @@ class PresenceAnswer(BaseModel):
 # --- directory ----------------------------------------------------------------
 
 
+def _base_url(value: str) -> str:
+    problem = base_url_problem(value)
+    if problem is not None:
+        raise ValueError(f"a node's URL {problem}")
+    return value
+
+
 class NodeRegistration(Strict):
-    url: str = Field(min_length=8, max_length=2048, pattern=r"^https?://")
+    url: Annotated[str, AfterValidator(_base_url)] = Field(
+        min_length=8,
+        max_length=2048,
+        pattern=r"^https?://",
+        description="plain base URL: http(s)://host[:port][/path], no query, fragment or user name",
+    )
     public_key: B64Key
     relay: bool = Field(default=False, description="the node holds envelopes for other nodes")
 
