@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import logging
 import sys
 import tomllib
 from dataclasses import fields
@@ -14,6 +13,7 @@ from typing import Any
 import click
 import uvicorn
 
+from flamechat import logs
 from flamechat.config import DirectorySettings, NodeSettings
 from flamechat.protocol.errors import FlameError
 
@@ -97,8 +97,7 @@ def _defaults(command: click.Command, table: dict[str, Any]) -> dict[str, Any]:
 )
 def main(log_level: str) -> None:
     """Flame Chat: end-to-end encrypted, peer-to-peer chat for one organisation."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logs.configure(log_level)
 
 
 def _settings(cls: type[Any], options: dict[str, Any]) -> Any:

@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from flamechat.crypto import sign_request
+from flamechat.crypto import b64decode, seal_envelope, sign_request
 from flamechat.devnet import DevNetwork
+from flamechat.protocol.ids import new_id
 from tests.conftest import PASSWORDS, make_network
 from tests.integration.peer import FakePeer
 from tests.support import Answer, eventually, login, raw_request, server_errors
@@ -202,3 +203,25 @@ def test_the_directory_refuses_a_node_url_that_would_send_peers_elsewhere(net: D
         )
         assert (answer.status, answer.code, answer.body["error"]["field"]) == (422, "invalid_request", "url")
     assert server_errors(net) == []
+
+
+def test_text_from_a_hostile_node_cannot_forge_lines_in_the_log(net: DevNetwork, mallory: FakePeer) -> None:
+    node = net.nodes[1]
+    login(node, "bob", PASSWORDS["bob"])  # his keys are unlocked: the envelope is opened, and its kind read
+    forged = "CRITICAL flamechat.node: the node key was sent to mallory"
+    envelope = seal_envelope(
+        sender_keys=mallory.users["mallory"],
+        sender="mallory",
+        recipient="bob",
+        recipient_box_key=b64decode(mallory.user("bob")["box_key"], size=32),
+        envelope_id=new_id(),
+        sent_at=int(time.time() * 1000),
+        kind=f"unknown-kind\n{forged}",
+        body={},
+    )
+    assert mallory.deliver(node.url, envelope.to_wire()).status == 200  # an unknown kind is dropped
+    log = eventually(
+        lambda: forged in node.log_path.read_text() and node.log_path.read_text(), what="the kind logged"
+    )
+    assert not any(line.startswith(forged) for line in log.splitlines())
+    assert f"unknown-kind\\x0a{forged}" in log

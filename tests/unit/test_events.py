@@ -8,7 +8,14 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flamechat.services.events import ENDED, MAX_POLLING_TABS, QUEUE_LENGTH, EventHub, Subscription
+from flamechat.services.events import (
+    ENDED,
+    MAX_POLLING_TABS,
+    MAX_STREAMS,
+    QUEUE_LENGTH,
+    EventHub,
+    Subscription,
+)
 from tests.unit.support import PROPERTY, FakeClock
 
 
@@ -242,3 +249,22 @@ def test_polling_tabs_of_one_user_are_bounded_in_number() -> None:
     stream = hub.subscribe("mallory", "real-tab")
     hub.publish("mallory", {"n": 1})
     assert drain(stream) == [{"n": 1}]  # leases get no events, the stream does
+
+
+def test_live_streams_of_one_user_are_bounded_in_number_and_the_oldest_is_ended() -> None:
+    """Each stream is a connection and a queue every event is copied into: a
+    script opening thousands of them held the node's memory and CPU."""
+    clock = FakeClock()
+    hub = EventHub(clock)
+    streams = []
+    for _ in range(MAX_STREAMS + 10):
+        streams.append(hub.subscribe("mallory"))
+        clock.advance(0.01)
+    hub.publish("mallory", {"type": "message"})
+    ended = [s for s in streams if s.ended]
+    assert len(ended) == 10
+    assert ended == streams[:10]  # the oldest
+    assert all(drain(s) == [{"type": ENDED}] for s in ended)  # their feeds end, closing the connection
+    assert all(drain(s) == [{"type": "message"}] for s in streams[10:])
+    assert hub.connected() == {"mallory"}
+    assert drain(hub.subscribe("bob")) == []  # other users are untouched

@@ -147,6 +147,31 @@ async def test_users_of_a_node_that_does_not_answer_are_shown_offline(node_db: D
     assert "http://me.test" not in peers.asked
 
 
+async def test_a_peer_answering_presence_out_of_shape_is_shown_offline_and_breaks_nothing(
+    node_db: Database,
+) -> None:
+    """A hostile peer's answer: a list for a username (unhashable: the whole poll
+    failed, for every peer), a status no one may have, an 8 MiB status text."""
+    directory = FakeDirectory(users=[user("bob", 1), user("eve", 2), user("carol", 3), user("dan", 3)])
+    peers = FakePeers(
+        online={
+            "http://node1.test": [{"username": ["bob"]}, {"username": "bob", "status": "<b>pwned</b>"}],
+            "http://node2.test": [{"username": "eve", "status_text": "x" * 200}, "eve", None],
+            "http://node3.test": [
+                {"username": "carol", "status": "away", "status_text": "lunch", "future_field": 1},
+                {"username": "dan", "hidden_from": "not a list"},
+            ],
+        },
+    )
+    await service(node_db, directory, peers, 10.0).poll_peers()
+    assert directory.shown["bob"] is None
+    assert directory.shown["eve"] is None
+    carol = directory.shown["carol"]
+    assert carol is not None
+    assert (carol.status, carol.status_text) == ("away", "lunch")  # fields it does not know are ignored
+    assert directory.shown["dan"] is None
+
+
 async def test_with_a_long_interval_an_outage_noticed_elsewhere_still_starts_polling_and_reporting(
     node_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:

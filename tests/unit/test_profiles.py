@@ -279,6 +279,35 @@ async def test_an_avatar_must_match_the_signed_hash(world: World) -> None:
     assert await world.profiles.cached_avatar("bob") == picture
 
 
+@pytest.mark.parametrize(
+    "served",
+    [
+        b"<html><script>alert(1)</script></html>",  # matches its hash: bob's node chose it
+        b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>",
+        "jpeg",
+        "huge",
+    ],
+)
+async def test_an_avatar_that_is_not_a_small_png_is_refused_even_when_signed(
+    world: World, served: Any
+) -> None:
+    """The hash in bob's signed profile proves only that bob's node chose these
+    bytes; this node serves them to its users as image/png, so it keeps only
+    what an owner's node makes: a PNG of at most 256×256."""
+    if served == "jpeg":
+        out = io.BytesIO()
+        Image.new("RGB", (40, 30), "red").save(out, format="JPEG")
+        served = out.getvalue()
+    elif served == "huge":
+        served = png(width=2000, height=2000)
+    world.peers.profile_answer = bobs_profile(avatar_sha256=hashlib.sha256(served).hexdigest())
+    world.peers.avatar_answer = served
+    assert (await world.profiles.view("bob"))["stale"] is True
+    assert await world.stored("bob") is None
+    with pytest.raises(errors.NotFound):
+        await world.profiles.cached_avatar("bob")
+
+
 async def test_a_cached_avatar_is_not_fetched_again(world: World) -> None:
     picture = png()
     world.peers.profile_answer = bobs_profile(avatar_sha256=hashlib.sha256(picture).hexdigest())

@@ -134,6 +134,6 @@ def federation_router(
     )
     async def avatar(username: UserPath, request: Request) -> Response:
         await verifier.verify(request)
-        return Response(await profiles.avatar(username), media_type="image/png")
+        return Response(await profiles.hosted_avatar(username), media_type="image/png")
 
     return router

@@ -15,10 +15,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -40,6 +39,7 @@ from flamechat.protocol import errors
 from flamechat.services.clock import Clock, ms
 from flamechat.services.directory import KEY_BINDING_PURPOSE, key_binding
 from flamechat.services.directory_view import DirectoryView
+from flamechat.services.keyed_locks import KeyedLocks
 from flamechat.services.keyring import KeyRing
 from flamechat.services.passwords import verify_password
 from flamechat.storage import node_accounts
@@ -265,30 +265,6 @@ class AccountService:
     async def hosted(self) -> set[str]:
         async with self.db.read() as conn:
             return await node_accounts.hosted_usernames(conn)
-
-
-class KeyedLocks:
-    """One asyncio lock per key, kept only while someone holds or awaits it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
 
 
 def _encode_token(token: bytes) -> str:

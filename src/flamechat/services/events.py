@@ -29,6 +29,10 @@ from flamechat.services.clock import Clock, SystemClock
 QUEUE_LENGTH = 256
 TAB_TIMEOUT = 45.0
 MAX_POLLING_TABS = 64  # per user: a page that polls holds a lease, not a stream
+# Per user: each stream is a connection, a task and a queue that every event is
+# copied into. Past this, opening one more ends the oldest (a real person has a
+# few tabs; a script opening thousands would otherwise hold the node's memory).
+MAX_STREAMS = 32
 ENDED = "_ended"  # put in a dropped stream's queue so that its feed ends; never sent
 
 
@@ -64,6 +68,10 @@ class EventHub:
         first = not self._subs[username]
         subs = self._subs[username]
         subs.difference_update([s for s in subs if s.tab == sub.tab and not s.stream])
+        streams = sorted((s for s in subs if s.stream), key=lambda s: s.seen_at)
+        for oldest in streams[: max(0, len(streams) - MAX_STREAMS + 1)]:
+            subs.discard(oldest)  # bounded; the user still holds the newer ones
+            _end(oldest)
         subs.add(sub)
         if first:
             self._tell(username, True)
@@ -108,10 +116,7 @@ class EventHub:
         gone = [s for subs in self._subs.values() for s in subs if now - s.seen_at >= self.tab_timeout]
         for sub in gone:
             self.unsubscribe(sub)
-            sub.ended = True
-            if sub.stream:
-                _drain(sub.queue)
-                sub.queue.put_nowait({"type": ENDED})
+            _end(sub)
         return len(gone)
 
     async def run(self) -> None:
@@ -140,6 +145,14 @@ class EventHub:
     def _tell(self, username: str, online: bool) -> None:
         for listener in self._listeners:
             listener(username, online)
+
+
+def _end(sub: Subscription) -> None:
+    """Make a dropped stream's feed finish (its connection closes)."""
+    sub.ended = True
+    if sub.stream:
+        _drain(sub.queue)
+        sub.queue.put_nowait({"type": ENDED})
 
 
 def _drain(queue: asyncio.Queue[dict[str, Any]]) -> None:

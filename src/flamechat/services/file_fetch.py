@@ -46,6 +46,7 @@ from flamechat.services.delivery import backoff_delay
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.events import EventHub
 from flamechat.services.files import FileService, file_view, whole_chunks_plaintext
+from flamechat.services.keyed_locks import KeyedLocks
 from flamechat.services.pipeline import ThreadStage
 from flamechat.services.ports import PeerPort, TransportError
 from flamechat.services.worker import Worker
@@ -153,7 +154,7 @@ class FetchWorker(Worker):
         self.ttl = ttl
         self.progress_every = progress_every
         self.rng = rng
-        self._blob_locks: dict[str, asyncio.Lock] = {}
+        self._blob_locks = KeyedLocks()  # by blob id, which peers choose: never one per id ever seen
 
     async def dispatch(self) -> int:
         free = self.concurrency - self.running
@@ -174,7 +175,7 @@ class FetchWorker(Worker):
         peer = await self._peer_of(att)
         try:
             # Two recipients on this node share one blob: one transfer at a time.
-            async with self._blob_locks.setdefault(att.blob_id, asyncio.Lock()):
+            async with self._blob_locks.hold(att.blob_id):
                 if not self.blobs.has(att.blob_id):
                     await self._transfer(att, peer)
                 else:

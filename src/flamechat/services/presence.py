@@ -23,7 +23,9 @@ import contextlib
 import logging
 from collections import defaultdict
 
-from flamechat.protocol import errors
+from pydantic import ValidationError
+
+from flamechat.protocol import errors, models
 from flamechat.services.blocks import BlockService
 from flamechat.services.clock import Clock, ms
 from flamechat.services.directory import hidden_from_node
@@ -144,16 +146,9 @@ class PresenceService:
             async with limit:
                 try:
                     answer = await self.peers.presence(url)
-                    online = {
-                        item["username"]: PresenceEntry(
-                            item["username"],
-                            item.get("status", "online"),
-                            item.get("status_text", ""),
-                            tuple(item.get("hidden_from", ())),
-                        )
-                        for item in answer.get("users", [])
-                        if isinstance(item, dict) and "username" in item
-                    }
+                    items = answer.get("users")
+                    entries = [peer_entry(item) for item in items] if isinstance(items, list) else []
+                    online = {e.username: e for e in entries if e is not None}
                 except TransportError:
                     online = {}  # unreachable node: its users are not reachable either
             for user in users:
@@ -249,3 +244,17 @@ class PresenceService:
     def _directory_down(self) -> bool:
         """Did the last call to the directory, by anyone on this node, fail?"""
         return self.directory.reachable is False
+
+
+def peer_entry(item: object) -> PresenceEntry | None:
+    """One user of a peer's presence answer, if it has the protocol's shape (a
+    status it may have, a status text of at most 140 characters): whatever
+    else a peer sends is not cached or shown. Fields it does not know are ignored."""
+    if not isinstance(item, dict):
+        return None
+    known = {k: item[k] for k in ("username", "status", "status_text", "hidden_from") if k in item}
+    try:
+        checked = models.PresenceItem.model_validate(known)
+    except ValidationError:
+        return None
+    return PresenceEntry(checked.username, checked.status, checked.status_text, tuple(checked.hidden_from))

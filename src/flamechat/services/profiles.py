@@ -37,6 +37,7 @@ FIELDS = ("display_name", "title", "department", "location", "about")
 AVATAR_SIZE = 256
 MAX_AVATAR_UPLOAD = 5 * 1024 * 1024
 Image.MAX_IMAGE_PIXELS = 40_000_000  # refuse decompression bombs
+MAX_AVATAR_BYTES = 1024 * 1024  # a 256×256 PNG as the owner's node makes it is far smaller
 
 
 def normalise_avatar(data: bytes) -> bytes:
@@ -64,6 +65,24 @@ def normalise_avatar(data: bytes) -> bytes:
     ) as exc:
         raise errors.InvalidRequest("the avatar is not an image this node can read", field="avatar") from exc
     return out.getvalue()
+
+
+def is_avatar(data: bytes) -> bool:
+    """Is ``data`` what an owner's node makes of an avatar: a PNG of at most
+    256×256? A peer's node is trusted for nothing: the hash in the signed
+    profile proves only that the owner chose these bytes."""
+    if len(data) > MAX_AVATAR_BYTES:
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                if image.format != "PNG" or max(image.size) > AVATAR_SIZE:
+                    return False
+                image.verify()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError, Warning):
+        return False
+    return True
 
 
 class ProfileService:
@@ -126,6 +145,13 @@ class ProfileService:
         if stored is None or not await self._hosted(username):
             raise errors.NotFound(f"{username} has no profile on this node")
         return {"profile": _document(stored), "signature": b64encode(stored.signature)}
+
+    async def hosted_avatar(self, username: str) -> bytes:
+        """What peers fetch: the avatar of a user who lives here (not one cached)."""
+        data = await self.avatar(username)  # first: a name with nothing stored costs no lookup
+        if not await self._hosted(username):
+            raise errors.NotFound(f"{username} has no avatar on this node")
+        return data
 
     async def avatar(self, username: str) -> bytes:
         async with self.db.read() as conn:
@@ -198,6 +224,8 @@ class ProfileService:
             avatar = await self.peers.avatar(node_url, username)
             if hashlib.sha256(avatar).hexdigest() != wanted:
                 raise errors.EnvelopeRejected(f"avatar of {username} does not match its profile")
+            if not await asyncio.to_thread(is_avatar, avatar):
+                raise errors.EnvelopeRejected(f"avatar of {username} is not a PNG of at most 256×256")
         async with self.db.write() as conn:
             await node_social.put_profile(
                 conn, StoredProfile(username, json.dumps(document), signature, avatar, ms(self.clock))
