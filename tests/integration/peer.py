@@ -51,12 +51,13 @@ class FakePeer:
         timestamp: int | None = None,
         signed_body: bytes | None = None,
         timeout: float = 10.0,
+        headers: dict[str, str] | None = None,
     ) -> Answer:
         """A request signed as this node (or as ``key``), with knobs to get it wrong:
         ``sign=False`` sends no signature headers, ``signed_body`` signs other bytes
         than those sent, ``nonce``/``timestamp`` replay or age the request."""
         data = b"" if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers = {**({"Content-Type": "application/json"} if body is not None else {}), **(headers or {})}
         if sign:
             target = url.split("://", 1)[1]
             target = target[target.index("/") :]

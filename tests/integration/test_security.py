@@ -6,20 +6,25 @@ test here; the pure rules are tested in tests/unit."""
 from __future__ import annotations
 
 import base64
+import io
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from PIL import Image
 
 from flamechat.crypto import b64decode, seal_envelope, sign_request
 from flamechat.devnet import DevNetwork
 from flamechat.protocol.ids import new_id
 from tests.conftest import PASSWORDS, make_network
+from tests.integration.files_support import file_message, send_file, start_upload
+from tests.integration.files_support import raw_request as files_raw_request
 from tests.integration.peer import FakePeer
-from tests.support import Answer, eventually, login, raw_request, server_errors
+from tests.support import Answer, ApiSession, data_dir, eventually, login, raw_request, server_errors
 
 pytestmark = pytest.mark.integration
 
@@ -225,3 +230,85 @@ def test_text_from_a_hostile_node_cannot_forge_lines_in_the_log(net: DevNetwork,
     )
     assert not any(line.startswith(forged) for line in log.splitlines())
     assert f"unknown-kind\\x0a{forged}" in log
+
+
+# --- one user against another, by guessing ids ----------------------------------------
+
+
+def png_bytes() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), "red").save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_another_user_of_the_same_node_reaches_nothing_of_alices_by_her_ids(net: DevNetwork) -> None:
+    """carol lives on alice's node and knows the ids (they are in URLs, logs, screenshots)."""
+    node1, node2 = net.nodes
+    alice = login(node1, "alice", PASSWORDS["alice"])
+    carol = login(node1, "carol", PASSWORDS["carol"])
+    login(node2, "bob", PASSWORDS["bob"])
+    sent = alice.send("bob", "the merger is off, tell no one")
+    picture = send_file(alice, "bob", png_bytes(), name="plan.png", mime="image/png")
+    status, unfinished = start_upload(alice, "bob", "draft.txt", 100_000, "text/plain")
+    assert status == 201, unfinished
+    eventually(lambda: file_message(alice, "bob", picture["id"]) is not None, what="alice's file")
+    assert raw_request_as(alice, "GET", f"/api/v1/files/{picture['id']}")[0] == 200
+
+    for method, path in [
+        ("GET", f"/api/v1/files/{picture['id']}"),
+        ("GET", f"/api/v1/files/{picture['id']}/thumbnail"),
+        ("GET", f"/api/v1/uploads/{unfinished['id']}"),
+        ("PATCH", f"/api/v1/uploads/{unfinished['id']}"),
+        ("DELETE", f"/api/v1/uploads/{unfinished['id']}"),
+    ]:
+        status, _, body = raw_request_as(carol, method, path, b"x" * 10, {"Upload-Offset": "0"})
+        assert status == 404, (method, path, status, body[:200])
+    # Her own conversation with bob is empty; alice's messages are not in it, nor in her search.
+    assert carol.history("bob") == []
+    assert carol.call("POST", "/api/v1/conversations/bob/read", {"up_to": sent["id"]})[0] == 404
+    found = carol.call("GET", "/api/v1/search?q=merger")[1]
+    assert found["messages"] == []
+    # A message id of alice's, sent again as carol's, is carol's own new message, not alice's.
+    mine = carol.send("bob", "hello", sent["id"])
+    assert (mine["sender"], mine["body"]) == ("carol", "hello")
+    assert [m["body"] for m in alice.history("bob") if m["id"] == sent["id"]] == [
+        "the merger is off, tell no one"
+    ]
+    # alice's upload is untouched by carol's attempts.
+    assert alice.call("GET", f"/api/v1/uploads/{unfinished['id']}")[1]["received"] == 0
+    assert server_errors(net) == []
+
+
+def test_a_node_gets_no_blob_and_no_relayed_envelope_that_is_not_for_its_users(
+    net: DevNetwork, mallory: FakePeer
+) -> None:
+    node1 = net.nodes[0]
+    alice = login(node1, "alice", PASSWORDS["alice"])
+    login(net.nodes[1], "bob", PASSWORDS["bob"])
+    picture = send_file(alice, "bob", png_bytes(), name="secret.png", mime="image/png")
+    with sqlite3.connect(f"file:{data_dir(node1)}/node.sqlite3?mode=ro", uri=True) as db:
+        (blob_id,) = db.execute(
+            "SELECT blob_id FROM attachments WHERE message_id = ?", (picture["id"],)
+        ).fetchone()
+    # mallory's node knows the blob's address (say, from a leaked log): still 404, as for no blob at all.
+    for range_header in ({}, {"Range": "bytes=0-"}):
+        answer = mallory.request("GET", f"{node1.url}/federation/v1/blobs/{blob_id}", headers=range_header)
+        assert (answer.status, answer.code) == (404, "not_found"), answer
+    unknown = mallory.request("GET", f"{node1.url}/federation/v1/blobs/{'0' * 64}")
+    assert (unknown.status, unknown.body) == (404, answer.body)
+    # Envelopes node 1 holds as a relay for other nodes are not handed to mallory's.
+    assert mallory.request("GET", f"{node1.url}/federation/v1/relay/envelopes").body == {"envelopes": []}
+    assert mallory.request(
+        "POST", f"{node1.url}/federation/v1/relay/acks", {"seqs": list(range(1, 50))}
+    ).body == {"acknowledged": 0}
+    assert server_errors(net) == []
+
+
+def raw_request_as(
+    session: ApiSession,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    return files_raw_request(session, method, path, body, headers)
