@@ -98,7 +98,7 @@ class User:
 
 
 def open_browser(browser: Browser, node: Server, username: str, **options: Any) -> User:
-    context = browser.new_context(viewport={"width": 1200, "height": 800}, **options)
+    context = browser.new_context(**{"viewport": {"width": 1200, "height": 800}, **options})
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     user = User(username, node, context, page)

@@ -232,6 +232,7 @@
       ? known : message.state;
     showState(li, next, message.error);
     if (fresh) place(li, message);
+    $("no-messages").hidden = true;
     renderHooks.forEach((hook) => hook(li, message));
     return li;
   }
@@ -265,7 +266,11 @@
     const list = $("messages");
     return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   }
-  function scrollToEnd() { const list = $("messages"); list.scrollTop = list.scrollHeight; }
+  // A reader at the latest message stays there while pictures and players load
+  // (each makes its message taller after it was scrolled to).
+  let pinned = true;
+  function scrollToEnd() { const list = $("messages"); list.scrollTop = list.scrollHeight; pinned = true; }
+  function keepPinned() { if (pinned && state.peer) scrollToEnd(); }
 
   // --- the conversation head: who, their status, blocked or not -------------------------
 
@@ -317,9 +322,12 @@
     showPeer();
     showBlocked();
     $("messages").replaceChildren();
+    $("no-messages").hidden = true;
+    state.oldestCursor = null;
     $("send-error").hidden = true;
     $("empty").hidden = true;
     conversation.hidden = false;
+    document.body.classList.add("in-conversation"); // on a phone: the conversation instead of the list
     if (window.location.hash !== `#${encodeURIComponent(peer)}`) {
       history.replaceState(null, "", `#${encodeURIComponent(peer)}`);
     }
@@ -336,6 +344,7 @@
     }
     if (token !== state.opening) return;  // another conversation was opened meanwhile
     page.messages.forEach((m) => renderMessage(m));
+    $("no-messages").hidden = $("messages").children.length > 0;
     state.oldestCursor = page.next_cursor;
     $("load-older").hidden = !page.next_cursor;
     $("jump-latest").hidden = !page.newer_cursor;
@@ -345,6 +354,7 @@
         document.querySelectorAll("#messages li.found").forEach((li) => li.classList.remove("found"));
         target.classList.add("found");
         target.scrollIntoView({ block: "center" });
+        pinned = nearEnd();
       }
     } else {
       scrollToEnd();
@@ -352,6 +362,26 @@
     conversation.dataset.peer = peer;
     markReadSoon();
     if (!around && !$("message-input").disabled) $("message-input").focus();
+  }
+
+  // Back to the people list (the only way there on a phone, where the two do not fit side by side).
+  function closeConversation() {
+    state.opening += 1;
+    state.peer = null;
+    state.oldestCursor = null;
+    document.body.classList.remove("in-conversation");
+    document.querySelectorAll("#users li.active").forEach((li) => li.classList.remove("active"));
+    $("conversation").hidden = true;
+    delete $("conversation").dataset.peer;
+    $("messages").replaceChildren();
+    $("empty").hidden = false;
+    if (window.location.hash) history.replaceState(null, "", window.location.pathname);
+  }
+
+  let loadingOlder = null;
+  function loadOlderOnce() {
+    if (!loadingOlder) loadingOlder = loadOlder().catch(() => {}).finally(() => { loadingOlder = null; });
+    return loadingOlder;
   }
 
   async function loadOlder() {
@@ -466,7 +496,21 @@
     li.dataset.optimistic = "true";
     post(state.peer, li.dataset.id, li.dataset.text);
   });
-  $("load-older").addEventListener("click", () => loadOlder().catch(() => {}));
+  $("load-older").addEventListener("click", loadOlderOnce);
+  $("messages").addEventListener("scroll", () => {
+    const list = $("messages");
+    pinned = nearEnd();
+    // Scrolled up to the top of what is loaded: the page before it comes by itself.
+    if (list.scrollTop < 150 && state.oldestCursor && $("conversation").dataset.peer === state.peer) loadOlderOnce();
+  }, { passive: true });
+  $("messages").addEventListener("load", keepPinned, true); // an image (load does not bubble: capture)
+  $("messages").addEventListener("loadedmetadata", keepPinned, true); // audio and video
+  $("back-to-people").addEventListener("click", () => {
+    const peer = state.peer;
+    closeConversation();
+    const button = peer && userItem(peer) && userItem(peer).querySelector("button.open-conversation");
+    if (button) button.focus(); // keyboard users land where they left the list
+  });
   $("jump-latest").addEventListener("click", () => { if (state.peer) openConversation(state.peer); });
   $("block-toggle").addEventListener("click", async () => {
     const peer = state.peer;
@@ -497,6 +541,7 @@
   window.addEventListener("hashchange", () => {
     const [peer, id] = decodeURIComponent(window.location.hash.slice(1)).split("/");
     if (peer && (peer !== state.peer || id)) openConversation(peer, { around: id || null });
+    else if (!peer && state.peer) closeConversation(); // the browser's Back to the bare page
   });
 
   // The server rendered the list; remember what it showed so the head can use it.

@@ -14,17 +14,37 @@ const flame = (() => {
     let payload;
     if (raw) { payload = body; if (contentType) headers["Content-Type"] = contentType; }
     else if (body !== undefined) { headers["Content-Type"] = "application/json"; payload = JSON.stringify(body); }
-    const response = await fetch(`/api/v1${path}`, { method, headers, body: payload });
+    let response;
+    try {
+      response = await fetch(`/api/v1${path}`, { method, headers, body: payload });
+    } catch (exc) {  // no answer at all: say so in words, not the browser's "Failed to fetch"
+      const error = new Error("Your node cannot be reached; check your connection and try again");
+      error.code = "unreachable";
+      throw error;
+    }
     if (response.status === 401) { window.location.assign("/login"); throw new Error("logged out"); }
     const data = response.status === 204 ? null : await response.json().catch(() => null);
+    if (response.status === 403 && data && data.error && data.error.code === "csrf_failed") {
+      // This page's session is gone: someone logged out (and maybe in as someone else)
+      // in another tab. Show what the browser's session is now instead.
+      sessionChanged();
+      throw new Error("signed out in another tab");
+    }
     if (!response.ok) {
-      const text = (data && data.error && data.error.message) || `HTTP ${response.status}`;
+      const text = (data && data.error && data.error.message)
+        || `Your node could not do that just now (error ${response.status}); try again in a moment`;
       const error = new Error(text.charAt(0).toUpperCase() + text.slice(1));  // a sentence for people
       error.code = data && data.error && data.error.code;
       throw error;
     }
     return data;
   }
+
+  // Logging out (or in) in one tab changes the session every tab of this node uses:
+  // the others follow at once rather than show one person's page on another's session.
+  const sessionKey = "flame:session";
+  function sessionChanged() { window.location.assign("/"); }
+  window.addEventListener("storage", (e) => { if (e.key === sessionKey) sessionChanged(); });
 
   function on(type, handler) { (handlers[type] = handlers[type] || []).push(handler); }
   function emit(event) { (handlers[event.type] || []).forEach((h) => h(event)); }
@@ -185,6 +205,13 @@ const flame = (() => {
     });
     return fragment;
   }
+  // The panel hangs below the header, whatever pushed the header down (the
+  // directory banner) or made it taller (a phone wraps it).
+  function showResults() {
+    const panel = $("search-results");
+    panel.style.top = `${document.querySelector("header.top").getBoundingClientRect().bottom + window.scrollY}px`;
+    panel.hidden = false;
+  }
   async function runSearch() {
     const q = $("search-input").value.trim();
     if (!q) return;
@@ -232,12 +259,12 @@ const flame = (() => {
       found.appendChild(li);
     }
     if (!results.messages.length) found.append(Object.assign(document.createElement("li"), { className: "muted", textContent: "No messages match." }));
-    $("search-results").hidden = false;
+    showResults();
   }
   function searchFailed(exc) {
     $("people-results").replaceChildren();
     $("message-results").replaceChildren(Object.assign(document.createElement("li"), { className: "error", textContent: `Search failed: ${exc.message}` }));
-    $("search-results").hidden = false;
+    showResults();
   }
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); runSearch().catch(searchFailed); });
   for (const id of ["search-peer", "search-since", "search-until"]) $(id).addEventListener("change", () => runSearch().catch(searchFailed));
@@ -254,7 +281,10 @@ const flame = (() => {
   });
 
   $("logout").addEventListener("click", async () => {
-    try { await api("DELETE", "/sessions/current"); } finally { window.location.assign("/login"); }
+    try { await api("DELETE", "/sessions/current"); } finally {
+      localStorage.setItem(sessionKey, `out ${Date.now()}`);
+      window.location.assign("/login");
+    }
   });
 
   connect();

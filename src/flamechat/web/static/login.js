@@ -15,6 +15,7 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
       }),
     });
     if (response.ok) {
+      localStorage.setItem("flame:session", `in ${Date.now()}`); // other open tabs follow (common.js)
       window.location.assign("/");
       return;
     }
@@ -47,4 +48,8 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
   } finally {
     button.disabled = false;
   }
+});
+// Logged in from another tab meanwhile: this one goes in too.
+window.addEventListener("storage", (e) => {
+  if (e.key === "flame:session" && e.newValue && e.newValue.startsWith("in ")) window.location.assign("/");
 });

@@ -1,0 +1,254 @@
+"""A demanding user's day in the browser: a phone, several tabs, long histories,
+pictures, flaky connections and the errors people are shown."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+from flamechat.devnet import DevNetwork
+from tests.browser.conftest import Browsers, start_network
+from tests.conftest import PASSWORDS
+from tests.support import login
+
+pytestmark = pytest.mark.browser
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
+    network = start_network(tmp_path_factory.mktemp("daily"))
+    try:
+        # Everyone has signed in once (and so has keys): nothing anyone writes waits.
+        for index, name in enumerate(("alice", "bob", "carol", "dave")):
+            login(network.nodes[index % 2], name, PASSWORDS[name])
+        yield network
+    finally:
+        network.stop()
+
+
+def panel_top_below_header(page: Page) -> bool:
+    header = page.locator("header.top").bounding_box()
+    panel = page.locator("#search-results").bounding_box()
+    assert header is not None
+    assert panel is not None
+    return panel["y"] >= header["y"] + header["height"] - 1
+
+
+def test_on_a_phone_the_people_list_and_the_conversation_take_turns(
+    browsers: Browsers, net: DevNetwork
+) -> None:
+    alice = browsers.login(net.nodes[0], "alice", **PHONE)
+    page = alice.page
+    width = page.viewport_size["width"] if page.viewport_size else 390
+
+    # Nothing sticks out sideways: the header's controls are all on the screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    for control in ("#search-input", "#status-select", "#my-profile", "#logout"):
+        expect(page.locator(control)).to_be_in_viewport(ratio=1)
+    people = page.locator("aside.people")
+    expect(people).to_be_in_viewport()
+
+    # A conversation takes the screen, with the box to write in on it and a way back.
+    alice.open_conversation("bob")
+    expect(people).to_be_hidden()
+    expect(page.locator("#message-input")).to_be_in_viewport(ratio=1)
+    expect(page.locator("#send-button")).to_be_in_viewport(ratio=1)
+    alice.send("Sent from my phone")
+    expect(alice.message("Sent from my phone")).to_be_in_viewport()
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+    back = page.locator("#back-to-people")
+    expect(back).to_be_visible()
+    back.click()
+    expect(people).to_be_visible()
+    expect(page.locator("#conversation")).to_be_hidden()
+    expect(alice.person("bob").locator("button")).to_be_focused()
+
+    # The search panel opens below the (taller, wrapped) header, not over it.
+    page.locator("#search-input").fill("phone")
+    page.locator("#search-input").press("Enter")
+    expect(page.locator("#message-results li.hit")).to_have_count(1)
+    assert panel_top_below_header(page)
+
+    # Back in the app on a wide screen, both are side by side and there is no "back".
+    page.set_viewport_size({"width": 1280, "height": 800})
+    alice.open_conversation("bob")
+    expect(people).to_be_visible()
+    expect(back).to_be_hidden()
+
+
+def test_logging_out_and_in_as_someone_else_in_one_tab_carries_the_other_tabs(
+    browsers: Browsers, net: DevNetwork
+) -> None:
+    alice = browsers.login(net.nodes[0], "alice")
+    first = alice.page
+    alice.open_conversation("carol")
+
+    # The same browser, a second tab: log out, and in as Carol.
+    second = alice.context.new_page()
+    second.goto(net.nodes[0].url + "/")
+    second.locator("#logout").click()
+    second.wait_for_url(re.compile(r"/login$"))
+    second.locator("#username").fill("carol")
+    second.locator("#password").fill(PASSWORDS["carol"])
+    second.locator("#login-button").click()
+    expect(second.locator("#my-profile")).to_have_text("@carol")
+
+    # The first tab no longer shows Alice's conversation on Carol's session.
+    expect(first.locator("#my-profile")).to_have_text("@carol")
+    expect(first.locator("#conversation")).to_be_hidden()
+
+
+def _picture(path: Path, colour: tuple[int, int, int]) -> str:
+    Image.new("RGB", (900, 700), colour).save(path, format="PNG")
+    return str(path)
+
+
+def test_a_conversation_with_pictures_opens_at_the_latest_message(
+    browsers: Browsers, net: DevNetwork, tmp_path: Path
+) -> None:
+    node_a, node_b = net.nodes
+    alice = browsers.login(node_a, "alice")
+    alice.open_conversation("dave")
+    pictures = [_picture(tmp_path / f"slide{n}.png", (40 * n, 90, 200)) for n in range(3)]
+    alice.page.locator("#file-input").set_input_files(pictures)
+    expect(alice.page.locator("#messages .file-card")).to_have_count(3)
+    expect(alice.page.locator("#uploads li")).to_have_count(0)
+    alice.send("Those are the three slides for Monday")
+    expect(alice.message("three slides")).to_have_attribute(
+        "data-state", re.compile("^(sent|delivered|read)$")
+    )
+
+    dave = browsers.login(node_b, "dave")
+    dave.open_conversation("alice")
+    expect(dave.page.locator("#messages .file-card[data-state=ready]")).to_have_count(3, timeout=30_000)
+    # Every picture has come in, each making its message taller after the page
+    # scrolled to the end: the latest message is still the one in view.
+    pictures_shown = dave.page.locator("#messages .file-thumb img")
+    expect(pictures_shown).to_have_count(3)
+    for picture in pictures_shown.all():
+        expect(picture).to_have_js_property("complete", True)
+        assert picture.evaluate("img => img.naturalWidth") > 0
+    expect(dave.message("three slides")).to_be_in_viewport(ratio=0.9)
+
+
+def test_scrolling_up_brings_older_messages_by_itself(browsers: Browsers, net: DevNetwork) -> None:
+    node_a, node_b = net.nodes
+    writer = login(node_b, "bob", PASSWORDS["bob"])
+    for number in range(60):
+        writer.send("carol", f"quarterly figure {number}")
+
+    carol = browsers.login(node_a, "carol")
+    carol.open_conversation("bob")
+    messages = carol.page.locator("#messages li.message")
+    expect(messages).to_have_count(50)  # the newest page
+    expect(carol.message("quarterly figure 59")).to_be_in_viewport()
+
+    carol.page.locator("#messages").evaluate("list => { list.scrollTop = 0; }")
+    expect(messages).to_have_count(60)  # no button to find and click
+    expect(carol.message("quarterly figure 0")).to_have_count(1)
+    # What the reader was looking at stays in view while the older page comes in above.
+    expect(carol.message("quarterly figure 10")).to_be_in_viewport()
+    expect(carol.page.locator("#load-older")).to_be_hidden()
+
+
+def test_a_new_conversation_says_it_has_no_messages_yet(browsers: Browsers, net: DevNetwork) -> None:
+    login(net.nodes[1], "bob", PASSWORDS["bob"]).send("carol", "Welcome aboard")
+    carol = browsers.login(net.nodes[0], "carol")
+    carol.open_conversation("dave")
+    note = carol.page.locator("#no-messages")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("No messages yet")
+    carol.send("Hello Dave")
+    expect(carol.message("Hello Dave")).to_have_count(1)
+    expect(note).to_be_hidden()
+    carol.open_conversation("bob")  # a conversation with history says nothing of the kind
+    expect(carol.page.locator("#messages li.message").first).to_be_visible()
+    expect(note).to_be_hidden()
+
+
+def test_a_lost_connection_is_explained_in_words(browsers: Browsers, net: DevNetwork) -> None:
+    alice = browsers.login(net.nodes[0], "alice")
+    alice.open_conversation("bob")
+    route = re.compile(r"/api/v1/conversations/bob/messages$")
+    alice.page.route(route, lambda r: r.abort() if r.request.method == "POST" else r.fallback())
+    alice.send("Are we still on for three?")
+    error = alice.page.locator("#send-error")
+    expect(error).to_contain_text("Your node cannot be reached")
+    expect(error).not_to_contain_text("fetch")
+    alice.page.unroute(route)
+
+    # An answer that is not ours (a proxy's error page) is no "HTTP 502" either.
+    alice.page.route(
+        route,
+        lambda r: (
+            r.fulfill(status=502, content_type="text/html", body="<h1>Bad Gateway</h1>")
+            if r.request.method == "POST"
+            else r.fallback()
+        ),
+    )
+    alice.send("And the budget?")
+    expect(error).to_contain_text("try again in a moment")
+    expect(error).not_to_contain_text("HTTP")
+
+
+def test_search_panel_sits_below_the_banner_and_empty_results_are_not_numbered(
+    browsers: Browsers, net: DevNetwork
+) -> None:
+    alice = browsers.login(net.nodes[0], "alice")
+    page = alice.page
+    page.evaluate("flame.emit({ type: 'directory', status: 'offline' })")  # as the node's stream says it
+    expect(page.locator("#directory-banner")).to_be_visible()
+    page.locator("#search-input").fill("zebracrossingnothing")
+    page.locator("#search-input").press("Enter")
+    none = page.locator("#message-results li", has_text="No messages match.")
+    expect(none).to_be_visible()
+    assert none.evaluate("li => getComputedStyle(li).listStyleType") == "none"  # not "1. No messages match."
+    assert panel_top_below_header(page), "the panel hides the search box"
+    expect(page.locator("#search-input")).to_have_attribute("maxlength", "200")  # the node's limit
+
+
+def test_block_and_unblock_failures_are_shown(browsers: Browsers, net: DevNetwork) -> None:
+    alice = browsers.login(net.nodes[0], "alice")
+    page = alice.page
+    alice.goto("/profile/dave")
+    blocks = re.compile(r"/api/v1/blocks/dave$")
+    page.route(blocks, lambda r: r.abort())
+    page.locator("#profile-block").click()
+    expect(page.locator("#profile-error")).to_contain_text("Not blocked")
+    expect(page.locator("#profile-block")).to_have_text("Block")
+    page.unroute(blocks)
+    page.locator("#profile-block").click()
+    expect(page.locator("#profile-block")).to_have_text("Unblock")
+    expect(page.locator("#profile-error")).to_be_hidden()
+
+    alice.goto("/blocks")
+    page.route(blocks, lambda r: r.abort())
+    page.locator('#blocked-list li[data-username="dave"] button.unblock').click()
+    expect(page.locator("#blocks-error")).to_contain_text("@dave is still blocked")
+    expect(page.locator('#blocked-list li[data-username="dave"]')).to_be_visible()
+    page.unroute(blocks)
+    page.locator('#blocked-list li[data-username="dave"] button.unblock').click()
+    expect(page.locator('#blocked-list li[data-username="dave"]')).to_have_count(0)
+
+
+def test_a_refused_picture_does_not_hide_that_the_details_were_saved(
+    browsers: Browsers, net: DevNetwork, tmp_path: Path
+) -> None:
+    bob = browsers.login(net.nodes[1], "bob")
+    bob.goto("/profile/bob")
+    page = bob.page
+    page.locator("#edit-title").fill("Chief Financial Officer")
+    (tmp_path / "me.png").write_bytes(b"this is not a picture")
+    page.locator("#edit-avatar").set_input_files(str(tmp_path / "me.png"))
+    page.locator("#profile-save").click()
+    note = page.locator("#profile-message")
+    expect(note).to_contain_text("Your details are saved, but not the picture")
+    expect(page.locator("#profile-title")).to_have_text("Chief Financial Officer")
