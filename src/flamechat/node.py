@@ -42,7 +42,7 @@ from flamechat.services.keyring import KeyRing
 from flamechat.services.messaging import MessagingService
 from flamechat.services.passwords import make_hasher
 from flamechat.services.presence import PresenceService
-from flamechat.services.profiles import ProfileService
+from flamechat.services.profiles import MAX_AVATAR_UPLOAD, ProfileService
 from flamechat.services.ratelimit import RateLimits, RateSettings
 from flamechat.services.receiving import ReceivingService
 from flamechat.services.relay import RelayService
@@ -361,6 +361,6 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_request_bytes,
-        larger={"/api/v1/uploads/": PART_MAX_BYTES + 64 * 1024},
+        larger={"/api/v1/uploads/": PART_MAX_BYTES + 64 * 1024, "/api/v1/me/avatar": MAX_AVATAR_UPLOAD + 1},
     )
     return app

@@ -3,6 +3,9 @@ an operator's node block (from the `flame node-admin` CLI), and a user's block."
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import subprocess
 import sys
 import threading
@@ -12,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from flamechat.devnet import DevNetwork, Server, http_json
 from flamechat.keyfile import load_or_create_key
 from tests.conftest import PASSWORDS, make_network
+from tests.integration.files_support import raw_request as files_raw_request
 from tests.integration.peer import FakePeer
 from tests.support import ApiSession, eventually, login, server_errors
 
@@ -252,6 +257,24 @@ def test_a_user_blocked_by_the_operator_reaches_nobody_on_the_node(
     eventually(
         lambda: "after the operator's unblock" in incoming_texts(carol, "alice"), timeout=20, what="delivered"
     )
+
+
+def test_an_avatar_may_be_as_large_as_the_limit_says_and_no_larger(alice: ApiSession) -> None:
+    """5 MiB, as the limits table says: the node's request body limit (512 KiB)
+    refused most phone photos before the avatar's own limit was reached."""
+    photo = io.BytesIO()
+    Image.frombytes("RGB", (800, 800), os.urandom(800 * 800 * 3)).save(photo, format="PNG")
+    assert 1024 * 1024 < len(photo.getvalue()) < 5 * 1024 * 1024
+    status, _, raw = files_raw_request(
+        alice, "PUT", "/api/v1/me/avatar", photo.getvalue(), {"Content-Type": "image/png"}
+    )
+    assert status == 200, raw[:300]
+    assert json.loads(raw)["avatar_sha256"]
+    too_large = b"\0" * (5 * 1024 * 1024 + 1)
+    status, _, raw = files_raw_request(
+        alice, "PUT", "/api/v1/me/avatar", too_large, {"Content-Type": "image/png"}
+    )
+    assert (status, json.loads(raw)["error"]["code"]) == (413, "payload_too_large")
 
 
 def test_no_request_ended_in_a_server_error(net: DevNetwork) -> None:
