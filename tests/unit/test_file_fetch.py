@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
+
+from flamechat.crypto import b64encode
 from flamechat.crypto.filestream import (
     CHUNK_SIZE,
     SEALED_CHUNK_SIZE,
@@ -12,9 +15,21 @@ from flamechat.crypto.filestream import (
     encrypt_bytes,
     new_file_key,
 )
+from flamechat.protocol import errors
 from flamechat.services.file_fetch import TransferCheck, _plain_progress, _resume_point
+from flamechat.services.files import parse_file_body
+from flamechat.storage.blob_store import check_blob_id
 
 SIZE = 5 * CHUNK_SIZE + 1234
+FILE_BODY = {
+    "name": "a.txt",
+    "size": 3,
+    "type": "text/plain",
+    "sha256": "b" * 64,
+    "blob": "c" * 64,
+    "key": b64encode(bytes(32)),
+    "node": "n" + "a" * 24,
+}
 
 
 def _blob() -> tuple[bytes, bytes, bytes]:
@@ -71,3 +86,13 @@ def test_progress_counts_whole_chunks_so_it_never_goes_back_on_resume() -> None:
     assert _plain_progress(total - 1, SIZE) == 5 * CHUNK_SIZE
     assert _plain_progress(total, SIZE) == SIZE
     assert _plain_progress(ciphertext_size(0), 0) == 0
+
+
+@pytest.mark.parametrize("blob_id", ["a" * 64 + "\n", "A" * 64, "a" * 63, "../" + "a" * 61, "a" * 65])
+def test_only_64_lower_case_hex_digits_are_a_blob_id(blob_id: str) -> None:
+    # A sender's file message names the blob: Python's "$" matched before a final newline.
+    with pytest.raises(errors.InvalidRequest):
+        check_blob_id(blob_id)
+    with pytest.raises(errors.InvalidRequest):
+        parse_file_body({**FILE_BODY, "blob": blob_id}, max_size=2**40)
+    assert parse_file_body(FILE_BODY, max_size=2**40)["blob"] == FILE_BODY["blob"]

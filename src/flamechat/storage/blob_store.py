@@ -21,12 +21,12 @@ from typing import BinaryIO
 
 from flamechat.protocol import errors
 
-_BLOB_ID = re.compile(r"^[0-9a-f]{64}$")
-_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+_BLOB_ID = re.compile(r"[0-9a-f]{64}")  # fullmatch: "$" would let a final newline through
+_SAFE = re.compile(r"[A-Za-z0-9_.-]{1,80}")
 
 
 def check_blob_id(blob_id: str) -> str:
-    if not _BLOB_ID.match(blob_id):
+    if not (isinstance(blob_id, str) and _BLOB_ID.fullmatch(blob_id)):
         raise errors.InvalidRequest("a blob id is 64 lower-case hex digits", field="blob_id")
     return blob_id
 
@@ -45,7 +45,7 @@ class BlobStore:
         return self.blob_path(blob_id).is_file()
 
     def upload_path(self, owner: str, upload_id: str) -> Path:
-        if not (_SAFE.match(owner) and _SAFE.match(upload_id)):
+        if not (_SAFE.fullmatch(owner) and _SAFE.fullmatch(upload_id)):
             raise errors.InvalidRequest("bad upload id", field="id")
         return self.root / "uploads" / f"{owner}.{upload_id}.part"
 
