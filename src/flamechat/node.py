@@ -159,7 +159,9 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
         outbox_ttl=settings.outbox_ttl,
         waiting=WaitingSends(db, directory, keyring, events, clock, ttl=settings.outbox_ttl),
     )
-    receiving = ReceivingService(db, directory, keyring, events, blocks, clock, outgoing=messaging)
+    receiving = ReceivingService(
+        db, directory, keyring, events, blocks, clock, outgoing=messaging, limits=limits
+    )
     peers = HttpPeers(client)
     relay = RelayService(
         db,

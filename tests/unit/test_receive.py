@@ -389,3 +389,26 @@ async def test_content_that_is_not_utf8_is_refused_not_a_server_error(node: Node
     assert outcomes[0].error is not None
     assert outcomes[0].error.code == "envelope_rejected"
     assert await node.inbox() == ["hello 1"]
+
+
+async def test_one_sender_is_held_to_a_few_times_what_a_node_lets_them_send(node: Node) -> None:
+    """A hostile node ignores its own limits: one of its users filled this node's
+    disk at 10 MB/s, stored in the recipient's history or inbox."""
+    node.receiving.limits = RateLimits(RateSettings(messages_per_minute=2), FakeClock())  # 10 a minute arrive
+    outcomes = await node.receiving.receive_batch(ALICE_NODE, [envelope(n) for n in range(1, 16)])
+    assert [o.status for o in outcomes] == ["stored"] * 10 + ["refused"] * 5
+    refused = outcomes[-1].error
+    assert refused is not None
+    assert refused.code == "rate_limited"
+    assert refused.code in TRANSIENT_CODES  # a genuine sender's backlog waits, it is not lost
+    assert len(await node.inbox()) == 10
+    # What this node collects from a relay is not held to it (relays bound it already).
+    assert await node.receiving.receive(RELAY_NODE, envelope(16), relayed=True) == "stored"
+
+
+async def test_one_sender_is_held_to_bytes_as_well(node: Node) -> None:
+    node.receiving.limits = RateLimits(RateSettings(bytes_per_minute=20_000), FakeClock())  # 200 kB arrive
+    big = [envelope(n, body={"text": "x" * 60_000}) for n in range(1, 6)]
+    outcomes = await node.receiving.receive_batch(ALICE_NODE, big)
+    assert [o.status for o in outcomes][:2] == ["stored", "stored"]
+    assert "refused" in [o.status for o in outcomes]

@@ -30,8 +30,14 @@ _WHAT = {
     "peer": "requests from your node",
     "login-address": "login attempts from this address",
     "login-account": "login attempts on this account",
+    "incoming": "envelopes from this sender",
+    "incoming-bytes": "bytes of envelopes from this sender",
 }
-_BY_COST = ("bytes", "file-bytes")  # counted by size, on fixed windows
+_BY_COST = ("bytes", "file-bytes", "incoming-bytes")  # counted by size, on fixed windows
+# A sender's node holds them to the rates above; this node holds what arrives from
+# each sender to a few times that (a node may ignore its own limits), enough for
+# receipts and for a backlog sent after an outage, too little to fill a disk.
+INCOMING_FACTOR = 5
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,9 @@ class RateLimits:
             "peer": RateLimitItemPerSecond(settings.peer_requests_per_second),
             "login-address": RateLimitItemPerMinute(settings.logins_per_minute_per_address),
             "login-account": RateLimitItemPerMinute(settings.logins_per_minute_per_account),
+            "incoming": RateLimitItemPerMinute(INCOMING_FACTOR * settings.messages_per_minute),
+            # Sealed content is about 4/3 of the text (base64 inside), plus padding.
+            "incoming-bytes": RateLimitItemPerMinute(INCOMING_FACTOR * 2 * settings.bytes_per_minute),
         }
         self.logins = LoginBackoff(clock, free=settings.login_free_failures, cap=settings.login_max_lockout)
 

@@ -34,6 +34,7 @@ from flamechat.services.messaging import (
     message_view,
     state_event,
 )
+from flamechat.services.ratelimit import RateLimits
 from flamechat.storage import node_accounts, node_messages
 from flamechat.storage.database import Database
 from flamechat.storage.records import KnownUser, MessageRecord
@@ -116,6 +117,7 @@ class ReceivingService:
         blocks: BlockService,
         clock: Clock,
         outgoing: MessagingService,
+        limits: RateLimits | None = None,
     ) -> None:
         self.db = db
         self.directory = directory
@@ -125,6 +127,7 @@ class ReceivingService:
         self.clock = clock
         self.outgoing = outgoing  # queues the delivery receipts, wakes the delivery worker
         self._kinds: dict[str, KindHandler] = {}
+        self.limits = limits  # per-sender rates of what peers deliver (not what this node collects)
 
     def register_kind(self, kind: str, handler: KindHandler) -> None:
         """Let another service accept envelopes of ``kind`` (files)."""
@@ -190,6 +193,12 @@ class ReceivingService:
             envelope, sender, None if relayed else from_node, for_peer=from_node
         )
         seen.senders[envelope.sender] = sender
+        if self.limits is not None and not relayed:
+            # A peer node is bound by nothing but its request rate: hold each of its
+            # users to a few times what a node lets them send (messages and bytes),
+            # or one hostile node fills this node's disk at the speed of its network.
+            await self.limits.hit("incoming", envelope.sender)
+            await self.limits.hit("incoming-bytes", envelope.sender, cost=len(envelope.ciphertext))
         if await self.blocks.node_blocked(sender.home_node):
             # The operator blocked the sender's node: its own requests are refused,
             # and what it routes through a relay is dropped here.
