@@ -252,3 +252,46 @@ def test_a_refused_picture_does_not_hide_that_the_details_were_saved(
     note = page.locator("#profile-message")
     expect(note).to_contain_text("Your details are saved, but not the picture")
     expect(page.locator("#profile-title")).to_have_text("Chief Financial Officer")
+
+
+def test_screen_readers_hear_the_regions_and_who_wrote_each_message(
+    browsers: Browsers, net: DevNetwork
+) -> None:
+    login(net.nodes[1], "dave", PASSWORDS["dave"]).send("alice", "Board pack is ready")
+    alice = browsers.login(net.nodes[0], "alice")
+    alice.open_conversation("dave")
+    alice.send("Thanks, reading it tonight")
+    page = alice.page
+    expect(page.get_by_role("main")).to_have_count(1)
+    expect(page.get_by_role("complementary", name="People")).to_be_visible()
+    expect(page.get_by_role("region", name="Dave")).to_be_visible()
+    messages = page.get_by_role("list", name="Messages")
+    expect(messages).to_be_visible()
+    # Without seeing which side a bubble sits on, each message still says whose it is.
+    expect(messages).to_match_aria_snapshot(
+        """
+        - list "Messages":
+          - listitem:
+            - text: "Dave:"
+            - paragraph: Board pack is ready
+          - listitem:
+            - text: "You:"
+            - paragraph: Thanks, reading it tonight
+        """
+    )
+
+
+def test_a_search_for_a_person_who_cannot_exist_is_explained(browsers: Browsers, net: DevNetwork) -> None:
+    alice = browsers.login(net.nodes[0], "alice")
+    page = alice.page
+    page.locator("#search-input").fill("budget")
+    page.locator("#search-input").press("Enter")
+    expect(page.locator("#search-results")).to_be_visible()
+    page.locator("#search-peer").fill("Dave Diaz")
+    page.locator("#search-peer").press("Enter")
+    results = page.locator("#message-results")
+    expect(results).to_contain_text("“dave diaz” is not a username")
+    expect(results).not_to_contain_text("pattern")
+    page.locator("#search-peer").fill("@dave")  # as people write it
+    page.locator("#search-peer").press("Enter")
+    expect(results).not_to_contain_text("not a username")

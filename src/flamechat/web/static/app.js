@@ -207,7 +207,9 @@
       retry.textContent = "Retry";
       retry.hidden = true;
       meta.append(time, " ", st, " ", retry);
-      li.append(body, meta);
+      const who = document.createElement("span"); // for screen readers: whose message this is
+      who.className = "who sr-only";
+      li.append(who, body, meta);
     }
     // What this tab drew before the node answered is no state to keep ("pending" would
     // otherwise hide the node's "waiting").
@@ -217,6 +219,7 @@
     li.className = `message ${message.direction}${found ? " found" : ""}`;
     li.dataset.direction = message.direction;
     li.dataset.peer = message.conversation || state.peer || "";
+    li.querySelector(".who").textContent = message.direction === "out" ? "You:" : `${displayName(li.dataset.peer)}:`;
     const body = li.querySelector(".body");
     if (typeof message.html === "string") body.innerHTML = message.html;  // sanitised server-side (nh3)
     else body.textContent = message.body;

@@ -216,7 +216,10 @@ const flame = (() => {
     const q = $("search-input").value.trim();
     if (!q) return;
     const params = new URLSearchParams({ q });
-    const peer = $("search-peer").value.trim().toLowerCase();
+    const peer = $("search-peer").value.trim().replace(/^@/, "").toLowerCase();
+    if (peer && !/^[a-z][a-z0-9_.-]{1,31}$/.test(peer)) {  // the node's rule for usernames, said in words
+      throw new Error(`“${peer}” is not a username: usernames are letters, digits and . _ -, like “bob” or “anna.lee”`);
+    }
     if (peer) params.set("peer", peer);
     const since = dayStart($("search-since").value);
     const until = dayStart($("search-until").value);
