@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import secrets
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,7 +20,7 @@ import pytest
 from PIL import Image
 
 from flamechat.crypto import b64decode, seal_envelope, sign_request
-from flamechat.devnet import DevNetwork
+from flamechat.devnet import DevNetwork, http_json
 from flamechat.protocol.ids import new_id
 from tests.conftest import PASSWORDS, make_network
 from tests.integration.files_support import file_message, send_file, start_upload
@@ -312,3 +314,49 @@ def raw_request_as(
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     return files_raw_request(session, method, path, body, headers)
+
+
+# --- sessions and CSRF --------------------------------------------------------------
+
+
+def test_every_state_changing_local_call_needs_the_csrf_token_and_a_same_origin(net: DevNetwork) -> None:
+    """Enumerated from the node's own OpenAPI document, so a route added later is covered."""
+    node = net.nodes[0]
+    carol = login(node, "carol", PASSWORDS["carol"])
+    _, spec, _ = http_json("GET", node.url + "/api/v1/openapi.json")
+    ids = {"peer": "bob", "username": "bob", "upload_id": str(uuid.uuid4()), "tab": "tab-0123456789"}
+    checked = []
+    for template, operations in spec["paths"].items():
+        for method in operations:
+            if not template.startswith("/api/v1/") or method.upper() in ("GET", "HEAD"):
+                continue
+            if template == "/api/v1/sessions":
+                continue  # logging in: no session yet (its Origin check is below)
+            path = template.format(**ids)
+            headers = {"Cookie": carol.cookie, "Content-Type": "application/json"}
+            without = raw_request(method.upper(), node.url + path, b"{}", headers)
+            cross = raw_request(
+                method.upper(),
+                node.url + path,
+                b"{}",
+                {**headers, "X-CSRF-Token": carol.csrf, "Origin": "https://evil.example"},
+            )
+            assert (without.status, without.code) == (403, "csrf_failed"), (method, path, without)
+            assert (cross.status, cross.code) == (403, "csrf_failed"), (method, path, cross)
+            checked.append(f"{method.upper()} {template}")
+    assert "PUT /api/v1/me/tabs/{tab}" in checked
+    assert "DELETE /api/v1/me/tabs/{tab}" in checked
+    assert "PATCH /api/v1/uploads/{upload_id}" in checked
+    assert len(checked) >= 15
+    # Login CSRF: a cross-origin login is refused, whatever the password.
+    answer = raw_request(
+        "POST",
+        node.url + "/api/v1/sessions",
+        json.dumps({"username": "carol", "password": PASSWORDS["carol"]}).encode(),
+        {"Content-Type": "application/json", "Origin": "https://evil.example"},
+    )
+    assert (answer.status, answer.code) == (403, "csrf_failed")
+    # Logging out ends the session at once, for the cookie too.
+    assert carol.call("DELETE", "/api/v1/sessions/current")[0] == 204
+    assert carol.call("GET", "/api/v1/me")[0] == 401
+    assert server_errors(net) == []
