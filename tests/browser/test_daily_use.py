@@ -295,3 +295,38 @@ def test_a_search_for_a_person_who_cannot_exist_is_explained(browsers: Browsers,
     page.locator("#search-peer").fill("@dave")  # as people write it
     page.locator("#search-peer").press("Enter")
     expect(results).not_to_contain_text("not a username")
+
+
+def test_a_reply_written_on_an_older_page_goes_after_the_latest_messages(
+    browsers: Browsers, net: DevNetwork
+) -> None:
+    node_a, node_b = net.nodes
+    writer = login(node_b, "dave", PASSWORDS["dave"])
+    old = writer.send("carol", "Can you check the lease terms?")["id"]
+    for number in range(55):
+        writer.send("carol", f"site visit note {number}")
+
+    carol = browsers.login(node_a, "carol")
+    carol.goto(f"/#dave/{old}")  # where a search hit leads
+    expect(carol.message("lease terms")).to_have_class(re.compile(r"\bfound\b"))
+    expect(carol.page.locator("#jump-latest")).to_be_visible()
+    carol.send("Lease terms checked, all fine")
+    last = carol.page.locator("#messages li.message").last
+    expect(last).to_contain_text("Lease terms checked")
+    expect(carol.page.locator("#jump-latest")).to_be_hidden()
+    expect(carol.message("site visit note 54")).to_have_count(
+        1
+    )  # the latest page, not a gap before the reply
+    expect(last).to_have_attribute("data-state", re.compile("^(sent|delivered|read)$"))
+
+
+def test_a_message_too_long_to_send_goes_back_in_the_box(browsers: Browsers, net: DevNetwork) -> None:
+    alice = browsers.login(net.nodes[0], "alice")
+    alice.open_conversation("carol")
+    text = "word " * 14_000  # 70,000 bytes, over the node's 64 KiB
+    box = alice.page.locator("#message-input")
+    box.fill(text)
+    box.press("Enter")
+    expect(alice.page.locator("#send-error")).to_contain_text("shorten it, or send it as a file")
+    expect(box).to_have_value(text)  # nothing to retype
+    expect(alice.page.locator("#messages li.message.failed")).to_have_count(0)  # no Retry that cannot work

@@ -413,6 +413,15 @@
       if (exc.code === "keys_changed") state.keysChanged.set(peer, Date.now());
       if (state.peer !== peer) return;
       if (exc.code === "keys_changed") showBlocked();
+      if (exc.code === "message_too_large") {
+        // No retry can send it: the text goes back in the box to be shortened, or sent as a file.
+        const li = messageItem(id);
+        if (li) li.remove();
+        if (!$("message-input").value) $("message-input").value = text;
+        $("send-error").textContent = `${exc.message}: shorten it, or send it as a file with Attach`;
+        $("send-error").hidden = false;
+        return;
+      }
       setMessageState(id, "failed", exc.message);
       $("send-error").textContent = exc.message;
       $("send-error").hidden = false;
@@ -425,11 +434,16 @@
     const text = input.value;
     if (!text.trim() || !state.peer || input.disabled) return;
     const id = uuid4();
-    renderMessage({ id, direction: "out", state: "pending", body: text, sent_at: Date.now(), conversation: state.peer })
+    const peer = state.peer;
+    const olderPage = !$("jump-latest").hidden; // reading an older page (a search hit)
+    renderMessage({ id, direction: "out", state: "pending", body: text, sent_at: Date.now(), conversation: peer })
       .dataset.optimistic = "true";
     scrollToEnd();
     input.value = "";
-    await post(state.peer, id, text);
+    await post(peer, id, text);
+    // The reply goes after the latest messages, not after a gap: show those with it.
+    const mine = messageItem(id);
+    if (olderPage && state.peer === peer && mine && mine.dataset.state !== "failed") openConversation(peer);
   }
 
   // --- live events ------------------------------------------------------------------------
