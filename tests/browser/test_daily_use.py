@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from flamechat.devnet import DevNetwork
-from tests.browser.conftest import Browsers, start_network
-from tests.conftest import PASSWORDS
+from tests.browser.conftest import Browsers, log_in
+from tests.conftest import PASSWORDS, make_network
 from tests.support import login
 
 pytestmark = pytest.mark.browser
@@ -23,7 +23,13 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touc
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
-    network = start_network(tmp_path_factory.mktemp("daily"))
+    # A day of logging in and out, from one address: the login limits are not what is tested.
+    logins = ["--logins-per-minute-per-address", "1000", "--logins-per-minute-per-account", "1000"]
+    network = make_network(
+        tmp_path_factory.mktemp("daily"),
+        node_args=[logins, logins],
+        directory_args=["--login-checks-per-minute-per-account", "1000"],
+    )
     try:
         # Everyone has signed in once (and so has keys): nothing anyone writes waits.
         for index, name in enumerate(("alice", "bob", "carol", "dave")):
@@ -330,3 +336,101 @@ def test_a_message_too_long_to_send_goes_back_in_the_box(browsers: Browsers, net
     expect(alice.page.locator("#send-error")).to_contain_text("shorten it, or send it as a file")
     expect(box).to_have_value(text)  # nothing to retype
     expect(alice.page.locator("#messages li.message.failed")).to_have_count(0)  # no Retry that cannot work
+
+
+def test_a_page_that_loses_its_node_says_so_and_clears_when_it_is_back(
+    browsers: Browsers, net: DevNetwork
+) -> None:
+    bob = browsers.open(net.nodes[1], "bob")
+    bob.context.add_init_script("delete window.EventSource")  # polls: a failed poll is seen at once
+    log_in(bob, live="polling")
+    banner = bob.page.locator("#connection-banner")
+    expect(banner).to_be_hidden()
+    bob.context.set_offline(True)
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("Your node cannot be reached")
+    bob.context.set_offline(False)
+    expect(banner).to_be_hidden()
+
+
+FILE_DRAG = """([selector, type, related]) => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File(["minutes"], "minutes.txt", { type: "text/plain" }));
+    const event = new DragEvent(type, {
+        bubbles: true, cancelable: true, dataTransfer: transfer,
+        relatedTarget: related ? document.querySelector(related) : null,
+    });
+    return !document.querySelector(selector).dispatchEvent(event);  // true: the page took it
+}"""
+
+
+def drag(page: Page, selector: str, kind: str, related: str | None = None) -> bool:
+    return bool(page.evaluate(FILE_DRAG, [selector, kind, related]))
+
+
+def test_dragging_files_marks_the_conversation_only_while_over_it(
+    browsers: Browsers, net: DevNetwork
+) -> None:
+    alice = browsers.login(net.nodes[0], "alice")
+    page = alice.page
+    alice.open_conversation("bob")
+    conversation = page.locator("#conversation")
+
+    assert drag(page, "#messages", "dragover")
+    expect(conversation).to_have_class(re.compile(r"\bdropping\b"))
+    # From one part of the conversation to another: still over it.
+    drag(page, "#messages", "dragleave", "#message-input")
+    expect(conversation).to_have_class(re.compile(r"\bdropping\b"))
+    # Out over the people list, from the box to write in: the dashed outline goes.
+    drag(page, "#message-input", "dragleave", "#users")
+    expect(conversation).not_to_have_class(re.compile(r"\bdropping\b"))
+
+    # Let go over the people list, a file is refused rather than opened in place of the app.
+    assert drag(page, "#users", "dragover"), "the browser would open the file instead of the app"
+    assert drag(page, "#users", "drop")
+    expect(page.locator("#uploads li")).to_have_count(0)
+
+    # Someone blocked gets no files by dropping either (Attach is off for them too).
+    page.locator("#block-toggle").click()
+    expect(page.locator("#attach-button")).to_be_disabled()
+    drag(page, "#messages", "dragover")
+    expect(conversation).not_to_have_class(re.compile(r"\bdropping\b"))
+    drag(page, "#messages", "drop")
+    expect(page.locator("#uploads li")).to_have_count(0)
+    page.locator("#block-toggle").click()
+    expect(page.locator("#attach-button")).to_be_enabled()
+
+
+def test_on_a_phone_the_way_back_counts_what_came_meanwhile(browsers: Browsers, net: DevNetwork) -> None:
+    dave = browsers.login(net.nodes[1], "dave", **PHONE)
+    dave.open_conversation("bob")
+    back = dave.page.locator("#back-to-people")
+    expect(back).to_have_text(re.compile(r"^← People( \(\d+ unread\))?$"))
+    before = re.search(r"\d+", back.inner_text())
+    waiting = int(before.group()) if before else 0  # from earlier in the day
+    badge = dave.person("carol").locator(".unread")
+    from_carol = int(badge.inner_text() or 0)
+    login(net.nodes[0], "carol", PASSWORDS["carol"]).send("dave", "Call me when you land")
+    expect(back).to_have_text(f"← People ({waiting + 1} unread)")
+    back.click()
+    expect(badge).to_have_text(str(from_carol + 1))
+
+
+def test_the_login_button_says_it_is_working(browsers: Browsers, net: DevNetwork) -> None:
+    bob = browsers.open(net.nodes[1], "bob")
+    held: list[Route] = []
+    bob.page.route(re.compile(r"/api/v1/sessions$"), lambda route: held.append(route))
+    bob.goto("/login")
+    bob.page.locator("#username").fill("bob")
+    bob.page.locator("#password").fill(PASSWORDS["bob"])
+    bob.page.locator("#login-button").click()
+    button = bob.page.locator("#login-button")
+    expect(button).to_have_text("Logging in…")
+    expect(button).to_be_disabled()
+    for _ in range(50):  # the route handler runs while Playwright waits
+        if held:
+            break
+        bob.page.wait_for_timeout(100)
+    assert held, "the page did not post the login"
+    held[0].continue_()
+    bob.page.wait_for_url(re.compile(r"/(#.*)?$"))

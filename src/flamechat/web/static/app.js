@@ -93,6 +93,8 @@
     let total = 0;
     document.querySelectorAll("#users .unread").forEach((badge) => { total += +badge.textContent || 0; });
     document.title = `${total ? `(${total}) ` : ""}Flame Chat · ${me}`;
+    // On a phone the list is out of sight in a conversation: the way back says what waits there.
+    $("back-to-people").textContent = total ? `← People (${total} unread)` : "← People";
   }
 
   function setUnread(username, count) {

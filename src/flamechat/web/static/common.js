@@ -9,6 +9,10 @@ const flame = (() => {
   const handlers = {};
   const $ = (id) => document.getElementById(id);
 
+  // The banner says so while the node does not answer at all (polls, heartbeats and
+  // whatever the user does all go through api()); any answer, or the stream, clears it.
+  function reachable(yes) { $("connection-banner").hidden = yes; }
+
   async function api(method, path, body, { raw = false, contentType } = {}) {
     const headers = { "X-CSRF-Token": csrf };
     let payload;
@@ -18,10 +22,12 @@ const flame = (() => {
     try {
       response = await fetch(`/api/v1${path}`, { method, headers, body: payload });
     } catch (exc) {  // no answer at all: say so in words, not the browser's "Failed to fetch"
+      reachable(false);
       const error = new Error("Your node cannot be reached; check your connection and try again");
       error.code = "unreachable";
       throw error;
     }
+    reachable(true);
     if (response.status === 401) { window.location.assign("/login"); throw new Error("logged out"); }
     const data = response.status === 204 ? null : await response.json().catch(() => null);
     if (response.status === 403 && data && data.error && data.error.code === "csrf_failed") {
@@ -96,6 +102,7 @@ const flame = (() => {
       });
     }
     source.addEventListener("open", () => {
+      reachable(true);
       stopPolling();
       document.body.dataset.live = "sse";
       retryIn = 2000;

@@ -140,16 +140,30 @@
   const zone = $("conversation");
   zone.addEventListener("dragover", (event) => {
     if (!event.dataTransfer || !Array.from(event.dataTransfer.types).includes("Files")) return;
+    if ($("attach-button").disabled) return; // blocked, or keys to check first: nothing goes
     event.preventDefault();
     zone.classList.add("dropping");
   });
-  zone.addEventListener("dragleave", (event) => { if (event.target === zone) zone.classList.remove("dropping"); });
+  // Left for somewhere outside the conversation (not just from one of its parts to another).
+  zone.addEventListener("dragleave", (event) => {
+    if (!zone.contains(event.relatedTarget)) zone.classList.remove("dropping");
+  });
   zone.addEventListener("drop", (event) => {
     zone.classList.remove("dropping");
-    if (!event.dataTransfer || !event.dataTransfer.files.length) return;
+    if (!event.dataTransfer || !event.dataTransfer.files.length || $("attach-button").disabled) return;
     event.preventDefault();
     sendFiles(Array.from(event.dataTransfer.files));
   });
+
+  // A file let go anywhere else (the people list, the header) is refused, where the
+  // browser would otherwise open it in place of the app.
+  const carriesFiles = (event) => event.dataTransfer && Array.from(event.dataTransfer.types).includes("Files");
+  window.addEventListener("dragover", (event) => {
+    if (!carriesFiles(event) || event.defaultPrevented) return; // taken by the conversation
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "none";
+  });
+  window.addEventListener("drop", (event) => { if (carriesFiles(event)) event.preventDefault(); });
 
   // --- showing -------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
   const button = document.getElementById("login-button");
   error.hidden = true;
   button.disabled = true;
+  button.textContent = "Logging in…"; // checking a password takes a moment, longer with the directory slow
   try {
     const response = await fetch("/api/v1/sessions", {
       method: "POST",
@@ -17,7 +18,7 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
     if (response.ok) {
       localStorage.setItem("flame:session", `in ${Date.now()}`); // other open tabs follow (common.js)
       window.location.assign("/");
-      return;
+      return; // the button stays "Logging in…" while the app loads
     }
     const body = await response.json().catch(() => ({}));
     const detail = body.error || {};
@@ -45,9 +46,9 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
   } catch (exc) {
     error.textContent = "This node cannot be reached.";
     error.hidden = false;
-  } finally {
-    button.disabled = false;
   }
+  button.disabled = false;
+  button.textContent = "Log in";
 });
 // Logged in from another tab meanwhile: this one goes in too.
 window.addEventListener("storage", (e) => {
