@@ -434,3 +434,45 @@ def test_the_login_button_says_it_is_working(browsers: Browsers, net: DevNetwork
     assert held, "the page did not post the login"
     held[0].continue_()
     bob.page.wait_for_url(re.compile(r"/(#.*)?$"))
+
+
+HIDEABLE = """(() => {
+    let hidden = false;
+    const state = () => (hidden ? "hidden" : "visible");
+    Object.defineProperty(Document.prototype, "visibilityState", { get: state });
+    Object.defineProperty(Document.prototype, "hidden", { get: () => hidden });
+    window.setTabHidden = (value) => {
+        hidden = value;
+        document.dispatchEvent(new Event("visibilitychange"));
+    };
+})();"""
+
+
+def unread_in_title(title: str) -> int:
+    found = re.match(r"^\((\d+)\) ", title)
+    return int(found.group(1)) if found else 0
+
+
+def test_a_message_to_the_open_conversation_of_a_tab_out_of_sight_counts_in_its_title(
+    browsers: Browsers, net: DevNetwork
+) -> None:
+    node_a, node_b = net.nodes
+    bob = browsers.open(node_b, "bob")
+    bob.context.add_init_script(HIDEABLE)  # the tab behind others, as a test can make it
+    log_in(bob)
+    bob.open_conversation("alice")
+    before = unread_in_title(bob.page.title())
+    bob.page.evaluate("window.setTabHidden(true)")
+
+    login(node_a, "alice", PASSWORDS["alice"]).send("bob", "Have you signed the contract?")
+    arrived = bob.message("signed the contract")
+    expect(arrived).to_have_count(1)
+    expect(bob.page).to_have_title(re.compile(rf"^\({before + 1}\) "))
+    expect(arrived).to_have_attribute("data-state", "delivered")  # not read: nobody looked
+
+    bob.page.evaluate("window.setTabHidden(false)")
+    expect(arrived).to_have_attribute("data-state", "read")
+    if before:
+        expect(bob.page).to_have_title(re.compile(rf"^\({before}\) "))
+    else:
+        expect(bob.page).to_have_title(re.compile(r"^Flame Chat"))

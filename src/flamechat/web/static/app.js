@@ -89,10 +89,17 @@
     try { renderUsers(await api("GET", "/users")); } catch (exc) { /* keep what we show */ }
   }
 
+  // Messages that came into the open conversation while this tab was out of sight: unread
+  // too, so the tab's title counts them until it is looked at again.
+  let unseenHere = 0;
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && unseenHere) { unseenHere = 0; showUnreadTotal(); }
+  });
+
   function showUnreadTotal() {
     let total = 0;
     document.querySelectorAll("#users .unread").forEach((badge) => { total += +badge.textContent || 0; });
-    document.title = `${total ? `(${total}) ` : ""}Flame Chat · ${me}`;
+    document.title = `${total + unseenHere ? `(${total + unseenHere}) ` : ""}Flame Chat · ${me}`;
     // On a phone the list is out of sight in a conversation: the way back says what waits there.
     $("back-to-people").textContent = total ? `← People (${total} unread)` : "← People";
   }
@@ -454,6 +461,10 @@
     const m = event.message;
     if (m.conversation === state.peer && $("conversation").dataset.peer === state.peer) {
       const follow = m.direction === "out" || nearEnd();
+      if (m.direction === "in" && document.visibilityState !== "visible" && !messageItem(m.id)) {
+        unseenHere += 1;
+        showUnreadTotal();
+      }
       renderMessage(m);
       if (follow) scrollToEnd();
       markReadSoon();
