@@ -52,7 +52,7 @@ from flamechat.storage.blob_store import BlobStore
 from flamechat.storage.database import Database, migrate, sqlite_url
 from flamechat.web.api import api_router
 from flamechat.web.files_api import files_router
-from flamechat.web.pages import CSP, page_router
+from flamechat.web.pages import CSP, not_found_page, page_router
 from flamechat.web.security import cookie_name
 from flamechat.web.social_api import social_router
 
@@ -299,7 +299,7 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
         ),
     )
     app.state.node = node  # for tests and tooling only; routes get their services below
-    install_error_handlers(app)
+    install_error_handlers(app, not_found_page=not_found_page)
     cookie = cookie_name(node.key.node_id)
     app.include_router(
         api_router(

@@ -140,3 +140,38 @@ def test_a_conversation_or_a_profile_of_no_one_is_404(network: DevNetwork) -> No
     answer = raw_request("GET", f"{node1.url}/profile/bob", None, browser)
     assert answer.status == 200, answer
     assert "No such person" not in answer.body["raw"]
+
+
+def test_an_address_with_no_page_is_a_page_saying_so_and_the_apis_keep_their_json(
+    network: DevNetwork,
+) -> None:
+    node1 = network.nodes[0]
+    page = raw_request("GET", f"{node1.url}/conversatoins/bob", None, {"Accept": "text/html,*/*"})  # a typo
+    assert page.status == 404
+    assert {k.lower(): v for k, v in page.headers.items()}["content-type"].startswith("text/html")
+    assert "Page not found" in page.body["raw"]
+    assert '"error"' not in page.body["raw"]
+    for path in ("/api/v1/nothing", "/federation/v1/nothing", "/static/nothing.js"):
+        answer = raw_request("GET", node1.url + path, None, {"Accept": "text/html"})
+        assert answer.status == 404
+        assert answer.body["error"]["code"] == "not_found"  # one error shape for every API
+
+
+def test_logging_out_ends_that_sessions_live_stream_at_once(network: DevNetwork) -> None:
+    """A tab left open on a shared screen stops receiving the moment its person logs out
+    elsewhere in the same session, not at its next missed heartbeat."""
+    node1, node2 = network.nodes
+    login(node2, "bob", PASSWORDS["bob"])
+    alice = login(node1, "alice", PASSWORDS["alice"])
+    other = login(node1, "alice", PASSWORDS["alice"])  # alice, logged in on another machine
+    with EventStream(alice) as tab, EventStream(other) as kept:
+        status, _ = alice.call("DELETE", "/api/v1/sessions/current")
+        assert status == 204
+        eventually(lambda: tab._thread is not None and not tab._thread.is_alive(), what="the stream ended")
+        bob = login(node2, "bob", PASSWORDS["bob"])
+        bob.send("alice", "after the logout")
+        eventually(
+            lambda: any(e.get("type") == "message" for e in kept.received()),
+            what="the other session still live",
+        )
+        assert not any(e.get("type") == "message" for e in tab.received())

@@ -268,3 +268,21 @@ def test_live_streams_of_one_user_are_bounded_in_number_and_the_oldest_is_ended(
     assert all(drain(s) == [{"type": "message"}] for s in streams[10:])
     assert hub.connected() == {"mallory"}
     assert drain(hub.subscribe("bob")) == []  # other users are untouched
+
+
+def test_logging_out_ends_that_sessions_tabs_and_only_those() -> None:
+    hub = EventHub(FakeClock())
+    seen: list[tuple[str, bool]] = []
+    hub.on_presence_change(lambda user, online: seen.append((user, online)))
+    laptop = hub.subscribe("alice", "laptop-tab-1", session="laptop")
+    hub.heartbeat("alice", "laptop-tab-2", session="laptop")  # a polling tab of the same login
+    phone = hub.subscribe("alice", "phone-tab-1", session="phone")
+    assert hub.end_session("alice", "laptop") == 2
+    assert laptop.ended
+    assert drain(laptop) == [{"type": ENDED}]  # its feed finishes now
+    hub.publish("alice", {"type": "message", "n": 1})
+    assert drain(phone) == [{"type": "message", "n": 1}]  # the phone's login is untouched
+    assert "alice" in hub.connected()
+    assert hub.end_session("alice", "phone") == 1
+    assert "alice" not in hub.connected()
+    assert seen == [("alice", True), ("alice", False)]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -125,9 +126,32 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "something went wrong on this server")
 
 
-def install_error_handlers(app: FastAPI) -> None:
+API_PREFIXES = ("/api/", "/federation/", "/directory/", "/static/")
+
+
+def wants_page(request: Request) -> bool:
+    """A browser asking to show an address (not an API call, a script or a file)."""
+    return (
+        request.method == "GET"
+        and not request.url.path.startswith(API_PREFIXES)
+        and "text/html" in request.headers.get("accept", "")
+    )
+
+
+def install_error_handlers(
+    app: FastAPI, *, not_found_page: Callable[[Request], Response] | None = None
+) -> None:
+    """One error shape for every API; ``not_found_page`` answers a browser that
+    asks for an address the server has no page at (instead of the JSON error)."""
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404 and not_found_page is not None and wants_page(request):
+            return not_found_page(request)
+        return await _http_error(request, exc)
+
     app.add_exception_handler(errors.FlameError, _flame_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

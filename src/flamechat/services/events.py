@@ -42,6 +42,7 @@ class Subscription:
     tab: str = ""
     seen_at: float = 0.0
     stream: bool = True  # False: a polling tab's lease, which gets no events
+    session: str = ""  # the login session it was opened under (ended with it at logout)
     ended: bool = False  # dropped by EventHub.sweep: the feed reading it ends
     queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(maxsize=QUEUE_LENGTH))
 
@@ -62,9 +63,9 @@ class EventHub:
         """``listener(username, online)`` when a user's first tab opens or last closes."""
         self._listeners.append(listener)
 
-    def subscribe(self, username: str, tab: str | None = None) -> Subscription:
+    def subscribe(self, username: str, tab: str | None = None, *, session: str = "") -> Subscription:
         """A tab's live stream. A polling lease the same tab held is replaced by it."""
-        sub = Subscription(username, tab or secrets.token_urlsafe(12), self.clock.now())
+        sub = Subscription(username, tab or secrets.token_urlsafe(12), self.clock.now(), session=session)
         first = not self._subs[username]
         subs = self._subs[username]
         subs.difference_update([s for s in subs if s.tab == sub.tab and not s.stream])
@@ -77,7 +78,7 @@ class EventHub:
             self._tell(username, True)
         return sub
 
-    def heartbeat(self, username: str, tab: str) -> None:
+    def heartbeat(self, username: str, tab: str, *, session: str = "") -> None:
         """``tab`` of ``username`` is open. Without a stream (it polls), it holds a lease."""
         now = self.clock.now()
         subs = self._subs[username]
@@ -90,9 +91,19 @@ class EventHub:
         leases = sorted((s for s in subs if not s.stream), key=lambda s: s.seen_at)
         for oldest in leases[: max(0, len(leases) - MAX_POLLING_TABS + 1)]:
             subs.discard(oldest)  # bounded; the user still holds the newer ones
-        subs.add(Subscription(username, tab, now, stream=False))
+        subs.add(Subscription(username, tab, now, stream=False, session=session))
         if first:
             self._tell(username, True)
+
+    def end_session(self, username: str, session: str) -> int:
+        """A session logged out: its streams end now and its leases go, rather than
+        at their next missed heartbeat (a stream would carry messages meanwhile).
+        Returns how many tabs it ended."""
+        ended = [s for s in self._subs.get(username, ()) if s.session == session]
+        for sub in ended:
+            self.unsubscribe(sub)
+            _end(sub)
+        return len(ended)
 
     def close_tab(self, username: str, tab: str) -> None:
         """A polling tab says it is closing: its lease ends now, not at its timeout."""

@@ -112,6 +112,7 @@ def api_router(
     @router.delete("/sessions/current", status_code=204)
     async def logout(session: Writer, response: Response) -> None:
         await accounts.logout(session)
+        events.end_session(session.username, session.lookup_id)  # its open streams stop now
         response.delete_cookie(cookie, path="/")
 
     @router.get("/me", response_model=models.SessionInfo)
@@ -232,7 +233,7 @@ def api_router(
         """A tab's heartbeat: its stream's ``alive`` events are answered with it, and a
         tab that polls (no stream) sends it on a timer. A tab not heard from for
         ``timeout`` seconds is closed, and its user offline if it was their last."""
-        events.heartbeat(session.username, tab)
+        events.heartbeat(session.username, tab, session=session.lookup_id)
         return {"tab": tab, "timeout": events.tab_timeout}
 
     @router.delete("/me/tabs/{tab}", status_code=204)
@@ -248,7 +249,7 @@ def api_router(
             str | None, Query(pattern=TAB_PATTERN, description="the tab's own id, for its heartbeats")
         ] = None,
     ) -> EventSourceResponse:
-        sub = events.subscribe(session.username, tab)
+        sub = events.subscribe(session.username, tab, session=session.lookup_id)
         # Set by sse-starlette when the server shuts down: the feed then ends by
         # itself, so the response completes instead of being cancelled midway
         # (which uvicorn logs as an error at every restart of a node in use).

@@ -31,6 +31,11 @@ CSP = (
 )
 
 
+def not_found_page(request: Request) -> Response:
+    """What a browser shows for an address the node has no page at."""
+    return TEMPLATES.TemplateResponse(request, "not_found.html", {}, status_code=404)
+
+
 def page_router(
     *,
     accounts: AccountService,
