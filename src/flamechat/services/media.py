@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 import unicodedata
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import BinaryIO
 
 import filetype
@@ -23,6 +26,22 @@ SNIFF_BYTES = 8192
 THUMBNAIL_BOX = (480, 480)
 MAX_THUMBNAIL_SOURCE = 64 * 1024 * 1024
 MAX_PIXELS = 64_000_000
+
+# Decoding a picture is the largest single allocation a node makes: a
+# 24-megapixel photo is ~96 MB as RGBA, a 64-megapixel one ~256 MB. So one
+# picture is decoded at a time in a process, and a JPEG (most photos) is
+# decoded straight to a reduced scale (libjpeg's DCT scaling, 1/2 to 1/8),
+# never at full size when only a small picture is wanted.
+_DECODING = threading.BoundedSemaphore(1)
+
+
+@contextmanager
+def decoding(image: Image.Image, box: tuple[int, int]) -> Iterator[Image.Image]:
+    """Hold the one decoding slot while ``image`` is decoded for a picture of at most ``box``."""
+    with _DECODING:
+        image.draft("RGB", (box[0] * 2, box[1] * 2))  # a no-op for formats that cannot
+        yield image
+
 
 INLINE_TYPES = frozenset(
     {
@@ -141,16 +160,17 @@ def make_thumbnail(source: BinaryIO) -> bytes | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as image:
-                if image.width * image.height > MAX_PIXELS:
+            with Image.open(source) as opened:
+                if opened.width * opened.height > MAX_PIXELS:
                     return None
-                image.seek(0)
-                picture = ImageOps.exif_transpose(image) or image
-                picture.thumbnail(THUMBNAIL_BOX)
-                if picture.mode not in ("RGB", "RGBA"):
-                    picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
-                out = io.BytesIO()
-                picture.save(out, format="WEBP", quality=80)
-                return out.getvalue()
+                opened.seek(0)
+                with decoding(opened, THUMBNAIL_BOX) as image:
+                    picture = ImageOps.exif_transpose(image) or image
+                    picture.thumbnail(THUMBNAIL_BOX)
+                    if picture.mode not in ("RGB", "RGBA"):
+                        picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
+                    out = io.BytesIO()
+                    picture.save(out, format="WEBP", quality=80)
+                    return out.getvalue()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         return None

@@ -25,6 +25,7 @@ from flamechat.protocol import errors, models
 from flamechat.services.clock import Clock, ms
 from flamechat.services.directory_view import DirectoryView
 from flamechat.services.keyring import KeyRing
+from flamechat.services.media import decoding
 from flamechat.services.ports import PeerPort, TransportError
 from flamechat.storage import node_social
 from flamechat.storage.database import Database
@@ -48,12 +49,19 @@ def normalise_avatar(data: bytes) -> bytes:
         with warnings.catch_warnings():
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that: refuse those too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as source:
+            with (
+                Image.open(io.BytesIO(data)) as opened,
+                decoding(opened, (AVATAR_SIZE, AVATAR_SIZE)) as source,
+            ):
                 source.load()
                 # Phones store photos sideways plus an EXIF orientation; the PNG
                 # drops EXIF, so apply the orientation first.
-                image = (ImageOps.exif_transpose(source) or source).convert("RGBA")
+                image = ImageOps.exif_transpose(source) or source
+                if image.mode not in ("RGB", "RGBA", "L", "LA"):
+                    image = image.convert("RGBA")  # palettes and the like scale badly as they are
+                # Scaled down before it becomes RGBA: 4 bytes a pixel of a small picture only.
                 image.thumbnail((AVATAR_SIZE, AVATAR_SIZE))
+                image = image.convert("RGBA")
                 out = io.BytesIO()
                 image.save(out, format="PNG", optimize=True)
     except (
