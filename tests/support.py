@@ -158,7 +158,9 @@ class EventStream:
                     if event.get("type") == "alive":
                         if self.heartbeat:
                             with contextlib.suppress(OSError):  # a node going away: the stream ends too
-                                status, _ = self.session.call("PUT", f"/api/v1/me/tabs/{event['tab']}")
+                                status, _ = self.session.call(
+                                    "PUT", f"/api/v1/me/tabs/{event['tab']}?via=stream"
+                                )
                                 self.heartbeats += status == 200
                         continue
                     with self._lock:

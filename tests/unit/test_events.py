@@ -286,3 +286,18 @@ def test_logging_out_ends_that_sessions_tabs_and_only_those() -> None:
     assert hub.end_session("alice", "phone") == 1
     assert "alice" not in hub.connected()
     assert seen == [("alice", True), ("alice", False)]
+
+
+def test_a_streams_answer_that_arrives_after_the_tab_closed_leaves_the_user_offline() -> None:
+    """The tab answers an ``alive`` just as it is closed: the answer reaches the node
+    after the stream's end. It must not open a polling lease, which would show the
+    user online for a whole ``tab_timeout`` after their last tab was closed."""
+    hub, _clock, changes = hub_with_clock(45.0)
+    sub = hub.subscribe("alice", "tab-1")
+    assert hub.heartbeat("alice", "tab-1", stream=True)
+    hub.unsubscribe(sub)  # the tab was closed
+    assert not hub.heartbeat("alice", "tab-1", stream=True)  # its last answer, late
+    assert hub.connected() == set()
+    assert changes == [("alice", True), ("alice", False)]
+    assert hub.heartbeat("alice", "tab-1")  # a beat from polling (the stream dropped) does count
+    assert hub.connected() == {"alice"}

@@ -369,6 +369,7 @@ class TabAlive(BaseModel):
 
     tab: str
     timeout: float
+    open: bool = Field(description="false: a beat for a stream that has ended, which opened nothing")
 
 
 ShortText = Annotated[str, Field(max_length=80)]

@@ -78,22 +78,32 @@ class EventHub:
             self._tell(username, True)
         return sub
 
-    def heartbeat(self, username: str, tab: str, *, session: str = "") -> None:
-        """``tab`` of ``username`` is open. Without a stream (it polls), it holds a lease."""
+    def heartbeat(self, username: str, tab: str, *, session: str = "", stream: bool = False) -> bool:
+        """``tab`` of ``username`` is open. Without a stream (it polls), it holds a lease.
+
+        ``stream``: the beat answers the tab's stream (an ``alive`` event). It then
+        only keeps that stream going: one that crossed the stream's closing on the
+        wire (the tab was closed just then) must not open a lease that would show
+        the user online for ``tab_timeout`` more seconds. Returns whether the tab
+        counts as open."""
         now = self.clock.now()
-        subs = self._subs[username]
-        first = not subs
-        mine = [s for s in subs if s.tab == tab]
+        subs = self._subs.get(username)
+        mine = [s for s in subs or () if s.tab == tab]
         for sub in mine:
             sub.seen_at = now
         if mine:
-            return
+            return True
+        if stream:
+            return False
+        subs = self._subs[username]
+        first = not subs
         leases = sorted((s for s in subs if not s.stream), key=lambda s: s.seen_at)
         for oldest in leases[: max(0, len(leases) - MAX_POLLING_TABS + 1)]:
             subs.discard(oldest)  # bounded; the user still holds the newer ones
         subs.add(Subscription(username, tab, now, stream=False, session=session))
         if first:
             self._tell(username, True)
+        return True
 
     def end_session(self, username: str, session: str) -> int:
         """A session logged out: its streams end now and its leases go, rather than

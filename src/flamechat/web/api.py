@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -229,12 +229,19 @@ def api_router(
         return {"marked": await messaging.mark_read(session.username, peer, body.up_to)}
 
     @router.put("/me/tabs/{tab}", response_model=models.TabAlive)
-    async def tab_alive(tab: TabId, session: Writer) -> dict[str, Any]:
+    async def tab_alive(
+        tab: TabId,
+        session: Writer,
+        via: Annotated[
+            Literal["poll", "stream"],
+            Query(description="stream: the beat answers the tab's stream, and opens no polling lease"),
+        ] = "poll",
+    ) -> dict[str, Any]:
         """A tab's heartbeat: its stream's ``alive`` events are answered with it, and a
         tab that polls (no stream) sends it on a timer. A tab not heard from for
         ``timeout`` seconds is closed, and its user offline if it was their last."""
-        events.heartbeat(session.username, tab, session=session.lookup_id)
-        return {"tab": tab, "timeout": events.tab_timeout}
+        is_open = events.heartbeat(session.username, tab, session=session.lookup_id, stream=via == "stream")
+        return {"tab": tab, "timeout": events.tab_timeout, "open": is_open}
 
     @router.delete("/me/tabs/{tab}", status_code=204)
     async def tab_closed(tab: TabId, session: Writer) -> None:

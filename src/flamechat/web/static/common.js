@@ -12,6 +12,9 @@ const flame = (() => {
   // The banner says so while the node does not answer at all (polls, heartbeats and
   // whatever the user does all go through api()); any answer, or the stream, clears it.
   function reachable(yes) { $("connection-banner").hidden = yes; }
+  // The page is being closed or left (logout included): its stream's end is no outage
+  // to poll through, and a 401 meanwhile is no reason for a second navigation.
+  let leaving = false;
 
   async function api(method, path, body, { raw = false, contentType } = {}) {
     const headers = { "X-CSRF-Token": csrf };
@@ -28,12 +31,12 @@ const flame = (() => {
       throw error;
     }
     reachable(true);
-    if (response.status === 401) { window.location.assign("/login"); throw new Error("logged out"); }
+    if (response.status === 401) { if (!leaving) window.location.assign("/login"); throw new Error("logged out"); }
     const data = response.status === 204 ? null : await response.json().catch(() => null);
     if (response.status === 403 && data && data.error && data.error.code === "csrf_failed") {
       // This page's session is gone: someone logged out (and maybe in as someone else)
       // in another tab. Show what the browser's session is now instead.
-      sessionChanged();
+      if (!leaving) sessionChanged();
       throw new Error("signed out in another tab");
     }
     if (!response.ok) {
@@ -62,8 +65,10 @@ const flame = (() => {
   // closing (laptop shut, network gone) stops answering and is closed by the node.
   const tab = uuid4();
   let tabTimeout = 45; // seconds; each answer says the node's own
-  async function heartbeat() {
-    try { tabTimeout = (await api("PUT", `/me/tabs/${tab}`)).timeout || tabTimeout; } catch (exc) { /* next time */ }
+  // via=stream: the beat answers the stream, and opens no polling lease if the stream
+  // has just ended (this tab closing while the beat was on its way).
+  async function heartbeat(via = "poll") {
+    try { tabTimeout = (await api("PUT", `/me/tabs/${tab}?via=${via}`)).timeout || tabTimeout; } catch (exc) { /* next time */ }
   }
   let polling = null;
   let leaseTimer = null;
@@ -83,17 +88,20 @@ const flame = (() => {
   }
   // A polling tab that closes says so (a stream's connection closing says it by itself).
   window.addEventListener("pagehide", () => {
+    leaving = true;
     if (!polling) return;
     fetch(`/api/v1/me/tabs/${tab}`, { method: "DELETE", headers: { "X-CSRF-Token": csrf }, keepalive: true }).catch(() => {});
   });
-  window.addEventListener("pageshow", (e) => { if (e.persisted && polling) keepPolledTabOpen(); });
+  window.addEventListener("pageshow", (e) => { leaving = false; if (e.persisted && polling) keepPolledTabOpen(); });
   // A stream that drops and comes back may have missed events: "resync" reloads.
   let opened = false;
   let retryIn = 2000;
+  let liveSource = null;
   function connect() {
     if (!("EventSource" in window)) { document.body.dataset.live = "polling"; startPolling(); return; }
     const source = new EventSource(`/api/v1/events?tab=${tab}`);
-    source.addEventListener("alive", () => { heartbeat(); });
+    liveSource = source;
+    source.addEventListener("alive", () => { heartbeat("stream"); });
     for (const type of ["message", "message_state", "presence", "directory", "resync", "file", "keys_changed"]) {
       source.addEventListener(type, (e) => {
         let event;
@@ -110,6 +118,7 @@ const flame = (() => {
       opened = true;
     });
     source.addEventListener("error", () => {
+      if (leaving) return; // polling now would hold this closing tab open for tab_timeout
       document.body.dataset.live = "polling";
       startPolling();
       // The browser retries a dropped stream by itself, but gives up for good after
@@ -291,6 +300,9 @@ const flame = (() => {
   });
 
   $("logout").addEventListener("click", async () => {
+    leaving = true; // logging out ends this tab's stream: no polling, no second navigation
+    stopPolling();
+    if (liveSource) liveSource.close();
     try { await api("DELETE", "/sessions/current"); } finally {
       localStorage.setItem(sessionKey, `out ${Date.now()}`);
       window.location.assign("/login");
