@@ -326,6 +326,32 @@ def test_a_reply_written_on_an_older_page_goes_after_the_latest_messages(
     expect(last).to_have_attribute("data-state", re.compile("^(sent|delivered|read)$"))
 
 
+def test_a_message_link_followed_while_the_page_loads_opens_at_that_message(
+    browsers: Browsers, net: DevNetwork
+) -> None:
+    """The page opens the conversation its address names once the people list is in;
+    a link followed before that (a search hit) is what was asked for, and stays."""
+    node_a = net.nodes[0]
+    writer = login(node_a, "alice", PASSWORDS["alice"])
+    old = writer.send("carol", "Where is the signed lease?")["id"]
+    for number in range(55):
+        writer.send("carol", f"floor plan note {number}")
+
+    carol = browsers.open(node_a, "carol")
+    held: list[Route] = []
+    carol.page.route(re.compile(r"/api/v1/users$"), lambda route: held.append(route))  # a slow list today
+    log_in(carol)
+    carol.page.evaluate(f"location.hash = '#alice/{old}'")
+    expect(carol.message("signed lease")).to_have_class(re.compile(r"\bfound\b"))
+    assert held, "the people list was asked for"
+    for route in held:
+        route.continue_()
+    expect(carol.person("alice")).to_be_visible()
+    carol.page.wait_for_timeout(1000)  # the start-up's own opening would have come by now
+    expect(carol.message("signed lease")).to_have_class(re.compile(r"\bfound\b"))
+    expect(carol.page.locator("#jump-latest")).to_be_visible()
+
+
 def test_a_message_too_long_to_send_goes_back_in_the_box(browsers: Browsers, net: DevNetwork) -> None:
     alice = browsers.login(net.nodes[0], "alice")
     alice.open_conversation("carol")

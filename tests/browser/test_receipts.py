@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Route, expect
+from playwright.sync_api import APIResponse, Route, expect
 
 from flamechat.devnet import DevNetwork, Server
 from tests.browser.conftest import Browsers, User, log_in
-from tests.conftest import make_network
+from tests.conftest import PASSWORDS, make_network
+from tests.support import eventually, login
 
 pytestmark = pytest.mark.browser
 
@@ -170,3 +171,38 @@ def test_live_stream_comes_back_after_the_node_restarts(browsers: Browsers, net:
         "data-state", "read", timeout=30_000
     )
     assert still_same_page(bob)
+
+
+def test_a_tick_that_changes_while_the_conversation_is_loading_is_not_lost(
+    browsers: Browsers, net: DevNetwork
+) -> None:
+    """Opening a conversation empties the list and asks for a page; a receipt that
+    arrives while the page is on its way is newer than the page: the tick shows it."""
+    node_a, node_b = net.nodes
+    dave = login(node_b, "dave", PASSWORDS["dave"])
+    carol = browsers.login(node_a, "carol")
+    sent = login(node_a, "carol", PASSWORDS["carol"]).send("dave", "Board pack attached tonight")
+    eventually(
+        lambda: any(m["id"] == sent["id"] for m in dave.history("carol")), what="the message reaches dave"
+    )
+
+    held: list[tuple[Route, APIResponse]] = []
+    carol.page.route(
+        re.compile(r"/api/v1/conversations/dave/messages\?limit=50$"),
+        lambda route: held.append((route, route.fetch())),  # the page as it is now: not read
+    )
+    carol.person("dave").locator("button.open-conversation").click()
+    # (Playwright runs the route handler only while it is called: wait in the page.)
+    eventually(lambda: carol.page.wait_for_timeout(50) or held, what="the page of history asked for")
+
+    status, _ = dave.call("POST", "/api/v1/conversations/carol/read", {"up_to": sent["id"]})
+    assert status == 200
+    carols = login(node_a, "carol", PASSWORDS["carol"])
+    eventually(
+        lambda: [m for m in carols.history("dave") if m["id"] == sent["id"] and m["state"] == "read"],
+        what="the read receipt reaches carol's node",
+    )
+    carol.page.wait_for_timeout(500)  # and her page's stream
+    route, response = held[0]
+    route.fulfill(response=response)
+    expect(carol.message("Board pack")).to_have_attribute("data-state", "read")

@@ -131,6 +131,10 @@
   // --- messages ---------------------------------------------------------------------------
 
   const ORDER = ["waiting", "pending", "sent", "delivered", "read"];
+  // States the stream told for messages not drawn (yet): opening a conversation
+  // empties the list and asks for a page, and a "sent" that comes meanwhile must not be
+  // lost to the page's older "pending". Bounded: the oldest are forgotten first.
+  const lateStates = new Map();
   // Ticks as people know them, with the word beside them (and in the tooltip).
   const STATE_LABEL = {
     waiting: ["◷", "Waiting for {name} to sign in", "{name} has not signed in yet; it is sent once they do"],
@@ -221,8 +225,11 @@
       li.append(who, body, meta);
     }
     // What this tab drew before the node answered is no state to keep ("pending" would
-    // otherwise hide the node's "waiting").
-    const known = li.dataset.optimistic ? undefined : li.dataset.state;
+    // otherwise hide the node's "waiting"); what the stream told while a page of history
+    // was on its way is (that page may be older than the news).
+    const late = lateStates.get(message.id);
+    lateStates.delete(message.id);
+    const known = (li.dataset.optimistic ? undefined : li.dataset.state) || late;
     delete li.dataset.optimistic;
     const found = li.classList.contains("found");
     li.className = `message ${message.direction}${found ? " found" : ""}`;
@@ -251,7 +258,13 @@
 
   function setMessageState(id, newState, error) {
     const li = messageItem(id);
-    if (!li) return;
+    if (!li) {
+      if (newState === "failed") return; // its error comes with the page
+      lateStates.delete(id);
+      lateStates.set(id, newState);
+      if (lateStates.size > 500) lateStates.delete(lateStates.keys().next().value);
+      return;
+    }
     if (newState !== "failed" && ORDER.indexOf(newState) < ORDER.indexOf(li.dataset.state)) return;
     showState(li, newState, error);
   }
@@ -527,9 +540,15 @@
     post(state.peer, li.dataset.id, li.dataset.text);
   });
   $("load-older").addEventListener("click", loadOlderOnce);
+  // Only the reader's own scrolling up unpins: a scroll event that comes after a
+  // picture made the list taller (its scrollTop unchanged, so no longer "near the
+  // end") is no sign that the reader left the latest message.
+  let lastTop = 0;
   $("messages").addEventListener("scroll", () => {
     const list = $("messages");
-    pinned = nearEnd();
+    if (list.scrollTop < lastTop - 1) pinned = nearEnd();
+    else if (nearEnd()) pinned = true;
+    lastTop = list.scrollTop;
     // Scrolled up to the top of what is loaded: the page before it comes by itself.
     if (list.scrollTop < 150 && state.oldestCursor && $("conversation").dataset.peer === state.peer) loadOlderOnce();
   }, { passive: true });
@@ -594,9 +613,12 @@
     onRender: (hook) => { renderHooks.push(hook); },
   };
 
+  // "#bob" opens a conversation; "#bob/<message id>" opens it at that message: the
+  // address the page was opened at, unless a conversation was opened meanwhile (a
+  // link followed while the people list was loading) — that one is what was asked for.
+  const [startPeer, startId] = decodeURIComponent(window.location.hash.slice(1)).split("/");
+  const openedAtStart = state.opening;
   loadUsers().then(() => {
-    // "#bob" opens a conversation; "#bob/<message id>" opens it at that message.
-    const [peer, id] = decodeURIComponent(window.location.hash.slice(1)).split("/");
-    if (peer) openConversation(peer, { around: id || null });
+    if (startPeer && state.opening === openedAtStart) openConversation(startPeer, { around: startId || null });
   });
 })();
