@@ -19,6 +19,7 @@ from playwright.sync_api import Route, expect
 
 from flamechat.devnet import DevNetwork
 from tests.browser.conftest import Browsers, User, start_network
+from tests.support import eventually
 
 pytestmark = pytest.mark.browser
 
@@ -306,7 +307,11 @@ def test_an_upload_can_be_cancelled(browsers: Browsers, files_network: DevNetwor
     row.locator(".upload-cancel").click()
     expect(row).to_have_count(0)
     alice.page.unroute(parts)
-    assert alice.page.request.get(f"{node_a.url}/api/v1/uploads/{upload_id}").status == 404
+    # The page frees the upload on the node as it takes the row away (a DELETE on its way).
+    eventually(
+        lambda: alice.page.request.get(f"{node_a.url}/api/v1/uploads/{upload_id}").status == 404,
+        what="the cancelled upload freed on the node",
+    )
     alice.page.reload()
     alice.open_conversation("bob")
     expect(alice.message("big.bin")).to_have_count(0)
