@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from flamechat.devnet import DevNetwork
-from tests.conftest import make_network
+from tests.conftest import PASSWORDS, make_network
+from tests.support import ApiSession, login
 
 NetworkFactory = Callable[..., DevNetwork]
 
@@ -30,3 +31,16 @@ def network_factory(tmp_path: Path) -> Iterator[NetworkFactory]:
     finally:
         for net in started:
             net.stop()
+
+
+# alice on the first node and bob on the second, logged in once per module, for the
+# modules whose network is called ``net`` (each defines its own).
+@pytest.fixture(scope="module")
+def alice(net: DevNetwork) -> ApiSession:
+    return login(net.nodes[0], "alice", PASSWORDS["alice"])
+
+
+@pytest.fixture(scope="module")
+def bob(net: DevNetwork) -> ApiSession:
+    """Logged in once, so he has keys and others can write to him."""
+    return login(net.nodes[1], "bob", PASSWORDS["bob"])

@@ -50,16 +50,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
         network.stop()
 
 
-@pytest.fixture(scope="module")
-def alice(net: DevNetwork) -> ApiSession:
-    return login(net.nodes[0], "alice", PASSWORDS["alice"])
-
-
-@pytest.fixture(scope="module")
-def bob(net: DevNetwork) -> ApiSession:
-    return login(net.nodes[1], "bob", PASSWORDS["bob"])
-
-
 def incoming_texts(session: ApiSession, peer: str) -> list[str]:
     return [m["body"] for m in session.history(peer) if m["direction"] == "in"]
 

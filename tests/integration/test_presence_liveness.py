@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from flamechat.devnet import DevNetwork
-from tests.conftest import PASSWORDS, make_network
-from tests.support import ApiSession, EventStream, eventually, login, server_errors
+from tests.conftest import make_network
+from tests.support import ApiSession, EventStream, eventually, server_errors
 
 pytestmark = pytest.mark.integration
 
@@ -36,17 +36,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
         yield network
     finally:
         network.stop()
-
-
-@pytest.fixture(scope="module")
-def alice(net: DevNetwork) -> ApiSession:
-    return login(net.nodes[0], "alice", PASSWORDS["alice"])
-
-
-@pytest.fixture(scope="module")
-def bob(net: DevNetwork) -> ApiSession:
-    """The viewer, on the other node."""
-    return login(net.nodes[1], "bob", PASSWORDS["bob"])
 
 
 @pytest.fixture(autouse=True)

@@ -57,11 +57,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
         network.stop()
 
 
-@pytest.fixture(scope="module")
-def bob(net: DevNetwork) -> ApiSession:
-    return login(net.nodes[1], "bob", PASSWORDS["bob"])  # has keys: others can write to him
-
-
 def on_node1(net: DevNetwork, username: str) -> ApiSession:
     return login(net.nodes[0], username, USERS[username])
 

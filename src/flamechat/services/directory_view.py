@@ -368,10 +368,8 @@ class DirectoryView:
     def _may_look_up_for(self, peer: str) -> bool:
         bucket = self._user_lookups_by_peer.get(peer)
         if bucket is None:
-            if len(self._user_lookups_by_peer) >= MEMO_SIZE:
-                self._user_lookups_by_peer.clear()  # bounded; peers are signed, so few anyway
             bucket = TokenBucket(self.clock, rate=PEER_USER_LOOKUPS_PER_SECOND, burst=PEER_USER_LOOKUP_BURST)
-            self._user_lookups_by_peer[peer] = bucket
+            self._remember(self._user_lookups_by_peer, peer, bucket)  # bounded; peers are signed, so few
         return bucket.take() and self._user_lookups.take()
 
     async def refresh(self) -> list[KnownUser]:

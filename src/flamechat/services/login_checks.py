@@ -12,9 +12,7 @@ account's password at the directory's expense. A refusal is
 from __future__ import annotations
 
 import asyncio
-import math
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -24,6 +22,7 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from flamechat.protocol import errors
+from flamechat.services.ratelimit import retry_after
 
 T = TypeVar("T")
 
@@ -51,10 +50,9 @@ class LoginChecks:
             item = self._items[kind]
             if not await self._limiter.hit(item, "login-check", kind, key):
                 stats = await self._limiter.get_window_stats(item, "login-check", kind, key)
-                # the library's windows run on the wall clock; round up so waiting is always enough
-                retry = max(1, math.floor(stats.reset_time - time.time()) + 1)
                 raise errors.RateLimited(
-                    f"too many password checks for this {kind}; try again later", retry_after=retry
+                    f"too many password checks for this {kind}; try again later",
+                    retry_after=retry_after(stats.reset_time),
                 )
 
     async def run(self, check: Callable[[], T]) -> T:

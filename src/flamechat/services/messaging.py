@@ -13,7 +13,6 @@ sent twice is the same receipt.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,7 +32,7 @@ from flamechat.services.directory_view import DirectoryView
 from flamechat.services.events import EventHub
 from flamechat.services.keyring import KeyRing
 from flamechat.services.ratelimit import RateLimits
-from flamechat.services.waiting import WaitingSends, has_keys
+from flamechat.services.waiting import WaitingSends, enqueue_sealed, has_keys, state_event
 from flamechat.storage import node_messages
 from flamechat.storage.database import Database
 from flamechat.storage.records import KnownUser, MessageRecord
@@ -53,16 +52,6 @@ def behind(state: str) -> tuple[str, ...]:
     if state == "failed":
         return ("waiting", "pending", "sent")
     return tuple(s for s, rank in STATE_RANK.items() if rank < STATE_RANK[state])
-
-
-def state_event(record: MessageRecord) -> dict[str, Any]:
-    return {
-        "type": "message_state",
-        "id": record.id,
-        "conversation": record.peer,
-        "state": record.state,
-        "error": record.error,
-    }
 
 
 class AlreadyStored(Exception):
@@ -326,7 +315,7 @@ class MessagingService:
 
     async def _recipient(self, username: str) -> KnownUser:
         recipient = await self.directory.resolve(username)
-        if recipient.box_key is None or recipient.sign_key is None:
+        if not has_keys(recipient):
             raise errors.RecipientNotReady(f"{username} has not logged in yet, so has no keys to encrypt to")
         return recipient
 
@@ -353,15 +342,7 @@ class MessagingService:
         )
 
     async def _enqueue(self, conn: Any, envelope: SealedEnvelope, now: int) -> None:
-        await node_messages.enqueue(
-            conn,
-            envelope_id=envelope.id,
-            sender=envelope.sender,
-            recipient=envelope.recipient,
-            payload=json.dumps(envelope.to_wire()),
-            now=now,
-            expires_at=now + int(self.outbox_ttl * 1000),
-        )
+        await enqueue_sealed(conn, envelope, now, self.outbox_ttl)
 
     async def history(
         self,

@@ -125,11 +125,11 @@ class NodeRequests:
             raise errors.RateLimited(
                 f"too many requests from your node: at most {self.item.amount} per second; "
                 "wait before trying again",
-                retry_after=_retry_after(stats.reset_time),
+                retry_after=retry_after(stats.reset_time),
             )
 
 
-def _retry_after(reset_time: float) -> int:
+def retry_after(reset_time: float) -> int:
     """Whole seconds until a window of the ``limits`` library lets one more in.
 
     reset_time is on the library's own (wall) clock, and the window still refuses
@@ -176,5 +176,5 @@ class RateLimits:
             stats = await limiter.get_window_stats(item, kind, key)
             raise errors.RateLimited(
                 f"too many {_WHAT[kind]}: at most {item.amount} per {window}; wait before trying again",
-                retry_after=_retry_after(stats.reset_time),
+                retry_after=retry_after(stats.reset_time),
             )

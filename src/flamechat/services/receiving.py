@@ -32,9 +32,9 @@ from flamechat.services.messaging import (
     MessagingService,
     behind,
     message_view,
-    state_event,
 )
 from flamechat.services.ratelimit import RateLimits
+from flamechat.services.waiting import state_event
 from flamechat.storage import node_accounts, node_messages
 from flamechat.storage.database import Database
 from flamechat.storage.records import KnownUser, MessageRecord

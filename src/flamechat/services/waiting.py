@@ -34,7 +34,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from flamechat.crypto import seal_envelope
+from flamechat.crypto import SealedEnvelope, seal_envelope
 from flamechat.protocol import errors
 from flamechat.services.clock import Clock, ms
 from flamechat.services.directory_view import DirectoryView
@@ -49,6 +49,30 @@ log = logging.getLogger(__name__)
 RELEASE_BATCH = 200  # messages sealed and moved to the outbox per transaction
 
 Pair = tuple[str, str]  # (sender, recipient)
+
+
+def state_event(record: MessageRecord) -> dict[str, Any]:
+    return {
+        "type": "message_state",
+        "id": record.id,
+        "conversation": record.peer,
+        "state": record.state,
+        "error": record.error,
+    }
+
+
+async def enqueue_sealed(conn: Any, envelope: SealedEnvelope, now: int, ttl: float) -> None:
+    """The outbox row that carries ``envelope`` until its recipient's node has it
+    (or ``ttl`` seconds have passed)."""
+    await node_messages.enqueue(
+        conn,
+        envelope_id=envelope.id,
+        sender=envelope.sender,
+        recipient=envelope.recipient,
+        payload=json.dumps(envelope.to_wire()),
+        now=now,
+        expires_at=now + int(ttl * 1000),
+    )
 
 
 def has_keys(user: KnownUser | None) -> bool:
@@ -294,15 +318,7 @@ class WaitingSends:
                     taken = await node_waiting.take(conn, owner, [row.message_id for row in rows])
                     for envelope in sealed:
                         if envelope.id in taken:
-                            await node_messages.enqueue(
-                                conn,
-                                envelope_id=envelope.id,
-                                sender=owner,
-                                recipient=peer,
-                                payload=json.dumps(envelope.to_wire()),
-                                now=now,
-                                expires_at=now + int(self.ttl * 1000),
-                            )
+                            await enqueue_sealed(conn, envelope, now, self.ttl)
                     changed = await node_messages.advance_states(
                         conn, owner, [e.id for e in sealed if e.id in taken], "pending", ("waiting",)
                     )
@@ -312,13 +328,4 @@ class WaitingSends:
 
     def _publish(self, changed: list[MessageRecord]) -> None:
         for record in changed:
-            self.events.publish(
-                record.owner,
-                {
-                    "type": "message_state",
-                    "id": record.id,
-                    "conversation": record.peer,
-                    "state": record.state,
-                    "error": record.error,
-                },
-            )
+            self.events.publish(record.owner, state_event(record))

@@ -19,6 +19,7 @@ from flamechat.services.events import ENDED, EventHub
 from flamechat.services.files import FileService
 from flamechat.services.messaging import MessagingService, message_view
 from flamechat.services.ratelimit import RateLimits
+from flamechat.services.waiting import has_keys
 from flamechat.storage.records import KeyWarning, KnownUser
 from flamechat.web.markup import with_html
 from flamechat.web.security import check_origin, session_dependencies, set_session_cookie
@@ -68,7 +69,7 @@ def user_view(
         "node_url": user.node_url,
         "local": user.home_node == node_id,
         "blocked": blocked,
-        "has_keys": user.sign_key is not None and user.box_key is not None,  # signed in once
+        "has_keys": has_keys(user),  # signed in once
     }
 
 
