@@ -56,6 +56,23 @@ class ApiSession:
         messages: list[dict[str, Any]] = payload["messages"]
         return messages
 
+    def users(self) -> dict[str, Any]:
+        """The user list as this user's page gets it."""
+        status, payload = self.call("GET", "/api/v1/users")
+        assert status == 200, (status, payload)
+        return payload
+
+    def listed(self, username: str) -> dict[str, Any]:
+        """``username`` as this user's list shows them, once listed. A node learns of
+        an account created after its last look at the directory's list when that copy
+        (at most ``user_list_max_age`` old) is next refreshed: the wait is bounded."""
+
+        def entry() -> dict[str, Any] | None:
+            return next((u for u in self.users()["users"] if u["username"] == username), None)
+
+        found: dict[str, Any] = eventually(entry, what=f"{username} in {self.username}'s user list")
+        return found
+
 
 def login(node: Server, username: str, password: str) -> ApiSession:
     status, body, headers = http_json(

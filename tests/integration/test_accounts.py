@@ -17,7 +17,7 @@ import pytest
 from flamechat.devnet import DevNetwork, http_json
 from tests.conftest import PASSWORDS
 from tests.integration.conftest import NetworkFactory
-from tests.support import ApiSession, EventStream, eventually, login, raw_request
+from tests.support import EventStream, eventually, login, raw_request
 
 pytestmark = pytest.mark.integration
 
@@ -77,13 +77,6 @@ def test_an_administrator_resets_a_password_from_the_cli(network_factory: Networ
     assert _login_status(node1.url, "alice", PASSWORDS["alice"])[0] == 401
 
 
-def _shown(session: ApiSession, username: str) -> dict[str, Any]:
-    status, listed = session.call("GET", "/api/v1/users")
-    assert status == 200, listed
-    found: dict[str, Any] = next(u for u in listed["users"] if u["username"] == username)
-    return found
-
-
 def test_a_node_that_dies_silently_has_its_users_shown_offline(network_factory: NetworkFactory) -> None:
     net = network_factory()  # presence reported every second, kept by the directory for four
     node1, node2 = net.nodes
@@ -91,9 +84,9 @@ def test_a_node_that_dies_silently_has_its_users_shown_offline(network_factory: 
     bob = login(node2, "bob", PASSWORDS["bob"])
     stream = EventStream(bob).__enter__()
     try:
-        eventually(lambda: _shown(alice, "bob")["online"], what="bob online for alice")
+        eventually(lambda: alice.listed("bob")["online"], what="bob online for alice")
         node2.kill()  # no goodbye: its last report simply stops being renewed
-        eventually(lambda: not _shown(alice, "bob")["online"], timeout=20, what="bob offline once stale")
+        eventually(lambda: not alice.listed("bob")["online"], timeout=20, what="bob offline once stale")
     finally:
         stream.close()
 

@@ -5,24 +5,15 @@ is stopped and told until she confirms; carol, who never had, is not."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from tests.conftest import PASSWORDS
 from tests.integration.conftest import NetworkFactory
-from tests.support import ApiSession, EventStream, eventually, login, reset_password
+from tests.support import EventStream, eventually, login, reset_password
 
 pytestmark = pytest.mark.integration
 
 NEW_PASSWORD = "bobs-brand-new-passphrase"
-
-
-def _listed(session: ApiSession, username: str) -> dict[str, Any]:
-    status, listed = session.call("GET", "/api/v1/users")
-    assert status == 200, listed
-    found: dict[str, Any] = next(u for u in listed["users"] if u["username"] == username)
-    return found
 
 
 def test_a_changed_key_stops_those_who_wrote_before_until_they_confirm(
@@ -34,12 +25,12 @@ def test_a_changed_key_stops_those_who_wrote_before_until_they_confirm(
     alice = login(node1, "alice", PASSWORDS["alice"])
     carol = login(node1, "carol", PASSWORDS["carol"])
     alice.send("bob", "written under bob's first keys")
-    assert _listed(alice, "bob")["keys_changed_at"] is None
+    assert alice.listed("bob")["keys_changed_at"] is None
 
     with EventStream(alice) as alice_tab:
         bob = reset_password(net, "bob", NEW_PASSWORD, node2)
         # alice's node learns bob's new keys from the directory's signed list.
-        shown = eventually(lambda: (u := _listed(alice, "bob"))["keys_changed_at"] and u, what="change seen")
+        shown = eventually(lambda: (u := alice.listed("bob"))["keys_changed_at"] and u, what="change seen")
         assert isinstance(shown["keys_changed_at"], int)
 
         def told() -> bool:
@@ -55,12 +46,12 @@ def test_a_changed_key_stops_those_who_wrote_before_until_they_confirm(
     assert body["error"]["details"]["username"] == "bob"
 
     # carol had never written with bob: his current keys are simply the ones she meets.
-    assert _listed(carol, "bob")["keys_changed_at"] is None
+    assert carol.listed("bob")["keys_changed_at"] is None
     carol.send("bob", "hello from carol")
 
     status, body = alice.call("POST", "/api/v1/users/bob/keys/confirm", {})
     assert status == 200, body
-    assert _listed(alice, "bob")["keys_changed_at"] is None
+    assert alice.listed("bob")["keys_changed_at"] is None
     alice.send("bob", "checked with you by phone")
     status, body = alice.call("POST", "/api/v1/users/bob/keys/confirm", {})
     assert (status, body["error"]["code"]) == (404, "not_found")
@@ -91,13 +82,13 @@ def test_a_contact_verified_by_safety_number_stays_verified_only_while_their_key
     wrong = first[:-1] + ("1" if first[-1] != "1" else "2")
     status, body = alice.call("PUT", "/api/v1/users/bob/verified", {"safety_number": wrong})
     assert (status, body["error"]["code"]) == (409, "conflict")
-    assert _listed(alice, "bob")["verified"] is False
+    assert alice.listed("bob")["verified"] is False
     status, body = alice.call("PUT", "/api/v1/users/bob/verified", {"safety_number": first})
     assert status == 200, body
-    assert _listed(alice, "bob")["verified"] is True
+    assert alice.listed("bob")["verified"] is True
 
     reset_password(net, "bob", NEW_PASSWORD, node2)
-    shown = eventually(lambda: (u := _listed(alice, "bob"))["keys_changed_at"] and u, what="change seen")
+    shown = eventually(lambda: (u := alice.listed("bob"))["keys_changed_at"] and u, what="change seen")
     assert shown["verified"] is False  # what was verified is not what is held now
     second = safety()
     assert second != first
@@ -106,10 +97,10 @@ def test_a_contact_verified_by_safety_number_stays_verified_only_while_their_key
 
     status, body = alice.call("PUT", "/api/v1/users/bob/verified", {"safety_number": second})
     assert status == 200, body
-    shown = _listed(alice, "bob")
+    shown = alice.listed("bob")
     assert (shown["verified"], shown["keys_changed_at"]) == (True, None)  # verifying confirmed the change
     alice.send("bob", "verified, and writing again")
 
     status, body = alice.call("DELETE", "/api/v1/users/bob/verified")
     assert (status, body["verified"]) == (200, False)
-    assert _listed(alice, "bob")["verified"] is False
+    assert alice.listed("bob")["verified"] is False

@@ -44,9 +44,7 @@ def alice_starts_offline(bob: ApiSession, alice: ApiSession) -> None:
 
 
 def seen_online(viewer: ApiSession, username: str) -> bool:
-    status, body = viewer.call("GET", "/api/v1/users")
-    assert status == 200, body
-    return bool(next(u for u in body["users"] if u["username"] == username)["online"])
+    return bool(viewer.listed(username)["online"])
 
 
 class SilentTab:

@@ -6,7 +6,6 @@ long reports again within seconds of the directory's return."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
@@ -16,13 +15,6 @@ from tests.integration.peer import FakePeer
 from tests.support import ApiSession, EventStream, eventually, login, server_errors
 
 pytestmark = pytest.mark.integration
-
-
-def _shown(session: ApiSession, username: str) -> dict[str, Any]:
-    status, listed = session.call("GET", "/api/v1/users")
-    assert status == 200, listed
-    found: dict[str, Any] = next(u for u in listed["users"] if u["username"] == username)
-    return found
 
 
 def _source(session: ApiSession) -> str:
@@ -44,13 +36,13 @@ def test_a_peer_killed_during_a_directory_outage_has_its_users_shown_offline(
     bob = login(node2, "bob", PASSWORDS["bob"])
     bob_tab = EventStream(bob).__enter__()
     try:
-        eventually(lambda: _shown(alice, "bob")["online"], what="bob online for alice")
+        eventually(lambda: alice.listed("bob")["online"], what="bob online for alice")
         net.directory.kill()
         eventually(lambda: _source(alice) == "cache", what="alice's node working from its cache")
-        assert _shown(alice, "bob")["online"]  # his node still answers: still online
+        assert alice.listed("bob")["online"]  # his node still answers: still online
         node2.kill()
         eventually(
-            lambda: not _shown(alice, "bob")["online"], timeout=20, what="bob offline once his node is gone"
+            lambda: not alice.listed("bob")["online"], timeout=20, what="bob offline once his node is gone"
         )
     finally:
         bob_tab.close()

@@ -13,20 +13,13 @@ from flamechat.devnet import DevNetwork
 from tests.conftest import PASSWORDS
 from tests.integration.conftest import NetworkFactory
 from tests.integration.peer import FakePeer
-from tests.support import ApiSession, EventStream, eventually, login
+from tests.support import EventStream, eventually, login
 
 pytestmark = pytest.mark.integration
 
 # Far longer than any wait below: what the viewers see can only have been pushed.
 POLL = 120.0
 WAIT = 20.0
-
-
-def _shown(session: ApiSession, username: str) -> dict[str, Any]:
-    status, listed = session.call("GET", "/api/v1/users")
-    assert status == 200, listed
-    found: dict[str, Any] = next(u for u in listed["users"] if u["username"] == username)
-    return found
 
 
 def _network(network_factory: NetworkFactory) -> DevNetwork:
@@ -90,7 +83,7 @@ def test_a_node_may_not_push_presence_for_users_it_does_not_host(network_factory
     alice = login(node1, "alice", PASSWORDS["alice"])
     bob = login(node2, "bob", PASSWORDS["bob"])
 
-    assert not _shown(alice, "bob")["online"]  # node 1 knows bob, from the directory
+    assert not alice.listed("bob")["online"]  # node 1 knows bob, from the directory
 
     with EventStream(alice) as alice_tab:
         mallory = FakePeer(net.directory.url)
