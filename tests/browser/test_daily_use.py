@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -502,3 +503,49 @@ def test_a_message_to_the_open_conversation_of_a_tab_out_of_sight_counts_in_its_
         expect(bob.page).to_have_title(re.compile(rf"^\({before}\) "))
     else:
         expect(bob.page).to_have_title(re.compile(r"^Flame Chat"))
+
+
+def test_each_day_of_a_conversation_is_named_above_its_first_message(
+    browsers: Browsers, net: DevNetwork
+) -> None:
+    dave = login(net.nodes[1], "dave", PASSWORDS["dave"])
+    texts = ("Minutes from the offsite", "Slides for the board", "Agenda for today", "See you at ten")
+    for text in texts:
+        dave.send("bob", text)
+    # A node stamps a message with the time it is sent: to show days gone by, the
+    # history page moves the first three back in time on its way to the browser.
+    now = datetime.now(UTC)
+    long_ago = datetime.combine((now - timedelta(days=40)).date(), time(12), UTC)
+    yesterday = datetime.combine((now - timedelta(days=1)).date(), time(12), UTC)
+    moved = {texts[0]: long_ago, texts[1]: long_ago + timedelta(minutes=5), texts[2]: yesterday}
+
+    def back_in_time(route: Route) -> None:
+        response = route.fetch()
+        page = response.json()
+        for message in page["messages"]:
+            if message["body"] in moved:
+                message["sent_at"] = int(moved[message["body"]].timestamp() * 1000)
+        route.fulfill(response=response, json=page)
+
+    bob = browsers.login(net.nodes[1], "bob", timezone_id="UTC", locale="en-US")
+    bob.page.route(re.compile(r"/api/v1/conversations/dave/messages\?"), back_in_time)
+    bob.open_conversation("dave")
+    expect(bob.message(texts[3])).to_be_visible()
+
+    def drawn() -> list[str]:
+        shown: list[str] = bob.page.locator("#messages > li").evaluate_all(
+            "items => items.map((li) =>"
+            " li.classList.contains('day') ? `day: ${li.textContent}` : li.dataset.text)"
+        )
+        return shown
+
+    # Forty days ago is named by its date (with the year only if it is not this one).
+    named = f"day: {long_ago:%A}, {long_ago:%B} {long_ago.day}"
+    if long_ago.year != now.year:
+        named += f", {long_ago.year}"
+    assert drawn() == [named, *texts[:2], "day: Yesterday", texts[2], "day: Today", texts[3]]
+    # What arrives live goes under today's line; no second line for the same day.
+    dave.send("bob", "Running five minutes late")
+    expect(bob.message("five minutes late")).to_be_visible()
+    assert drawn()[-3:] == ["day: Today", texts[3], "Running five minutes late"]
+    expect(bob.page.locator("#messages li.day")).to_have_count(3)

@@ -149,11 +149,50 @@
     return document.querySelector(`#messages li[data-id="${CSS.escape(id)}"]`);
   }
 
-  function timeLabel(when) {
+  function timeLabel(when) {  // the day is on the line above the day's first message
+    return when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  // --- days: a line naming the day above the first message of each (reader's time zone)
+
+  function dayOf(li) { return new Date(Number(li.dataset.sentAt)).toDateString(); }
+
+  function dayLabel(day) {
+    const when = new Date(day);
     const today = new Date();
-    const sameDay = when.toDateString() === today.toDateString();
-    const hm = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    return sameDay ? hm : `${when.toLocaleDateString([], { day: "numeric", month: "short", year: "numeric" })} ${hm}`;
+    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+    if (day === today.toDateString()) return "Today";
+    if (day === yesterday.toDateString()) return "Yesterday";
+    const year = when.getFullYear() === today.getFullYear() ? undefined : "numeric";
+    return when.toLocaleDateString([], { weekday: "long", day: "numeric", month: "long", year });
+  }
+
+  // Messages arrive in any order (pages of history, the stream, this tab), so after each
+  // one the lines are mended where they are wrong rather than drawn again: a line stays
+  // only right above the first message of its day, and one is added where it is missing.
+  function markDays() {
+    const list = $("messages");
+    let lastDay = null;
+    for (const node of [...list.children]) {
+      if (node.classList.contains("day")) {
+        const next = node.nextElementSibling;
+        const fits = next && next.classList.contains("message") && dayOf(next) === node.dataset.day;
+        if (!fits || node.dataset.day === lastDay) node.remove();
+        continue;
+      }
+      if (!node.classList.contains("message")) continue;
+      const day = dayOf(node);
+      if (day === lastDay) continue;
+      lastDay = day;
+      let line = node.previousElementSibling;
+      if (!(line && line.classList.contains("day") && line.dataset.day === day)) {
+        line = Object.assign(document.createElement("li"), { className: "day" });
+        line.setAttribute("role", "separator");
+        line.dataset.day = day;
+        list.insertBefore(line, node);
+      }
+      line.textContent = dayLabel(day);  // "Today" becomes "Yesterday" past midnight
+    }
   }
 
   // Keep the list in the order the server pages it (sent_at, then seq), wherever a
@@ -166,7 +205,7 @@
     li.dataset.seq = String(seq);
     let before = null;
     for (let node = list.lastElementChild; node; node = node.previousElementSibling) {
-      if (node === li) continue;
+      if (node === li || !node.classList.contains("message")) continue;  // a day's line
       const k = Number(node.dataset.sentAt);
       if (k < key || (k === key && Number(node.dataset.seq) <= seq)) break;
       before = node;
@@ -250,7 +289,10 @@
     const next = known && message.state !== "failed" && ORDER.indexOf(message.state) < ORDER.indexOf(known)
       ? known : message.state;
     showState(li, next, message.error);
-    if (fresh) place(li, message);
+    if (fresh) {
+      place(li, message);
+      markDays();
+    }
     $("no-messages").hidden = true;
     renderHooks.forEach((hook) => hook(li, message));
     return li;
@@ -439,6 +481,7 @@
         // No retry can send it: the text goes back in the box to be shortened, or sent as a file.
         const li = messageItem(id);
         if (li) li.remove();
+        markDays();
         if (!$("message-input").value) $("message-input").value = text;
         $("send-error").textContent = `${exc.message}: shorten it, or send it as a file with Attach`;
         $("send-error").hidden = false;
