@@ -78,6 +78,20 @@ def test_on_a_phone_the_people_list_and_the_conversation_take_turns(
     expect(page.locator("#conversation")).to_be_hidden()
     expect(alice.person("bob").locator("button")).to_be_focused()
 
+    # The phone's own Back does the same, and Forward goes back into the conversation;
+    # neither leaves the app.
+    alice.open_conversation("bob")
+    page.go_back()
+    expect(people).to_be_visible()
+    expect(page.locator("#conversation")).to_be_hidden()
+    assert page.url == net.nodes[0].url + "/"
+    page.go_forward()
+    expect(page.locator("#conversation")).to_have_attribute("data-peer", "bob")
+    expect(alice.message("Sent from my phone")).to_be_visible()
+    expect(people).to_be_hidden()
+    back.click()
+    expect(people).to_be_visible()
+
     # The search panel opens below the (taller, wrapped) header, not over it.
     page.locator("#search-input").fill("phone")
     page.locator("#search-input").press("Enter")

@@ -395,8 +395,12 @@
     $("empty").hidden = true;
     conversation.hidden = false;
     document.body.classList.add("in-conversation"); // on a phone: the conversation instead of the list
-    if (window.location.hash !== `#${encodeURIComponent(peer)}`) {
-      history.replaceState(null, "", `#${encodeURIComponent(peer)}`);
+    const address = `#${encodeURIComponent(peer)}`;
+    if (window.location.hash !== address) {
+      // From the people list a conversation is a step forward, so the browser's Back (a
+      // phone's Back above all) returns to the list; from one conversation to another is not.
+      if (window.location.hash) history.replaceState(null, "", address);
+      else history.pushState({ fromList: true }, "", address);
     }
     const query = around ? `around=${encodeURIComponent(around)}&limit=50` : "limit=50";
     let page;
@@ -597,11 +601,17 @@
   }, { passive: true });
   $("messages").addEventListener("load", keepPinned, true); // an image (load does not bubble: capture)
   $("messages").addEventListener("loadedmetadata", keepPinned, true); // audio and video
-  $("back-to-people").addEventListener("click", () => {
+  function backToPeople() {
     const peer = state.peer;
     closeConversation();
     const button = peer && userItem(peer) && userItem(peer).querySelector("button.open-conversation");
     if (button) button.focus(); // keyboard users land where they left the list
+  }
+  $("back-to-people").addEventListener("click", () => {
+    // The step forward from the list is taken back, as the browser's Back would (its
+    // hashchange closes the conversation); otherwise there is no step to take back.
+    if (history.state && history.state.fromList) history.back();
+    else backToPeople();
   });
   $("jump-latest").addEventListener("click", () => { if (state.peer) openConversation(state.peer); });
   $("block-toggle").addEventListener("click", async () => {
@@ -633,7 +643,7 @@
   window.addEventListener("hashchange", () => {
     const [peer, id] = decodeURIComponent(window.location.hash.slice(1)).split("/");
     if (peer && (peer !== state.peer || id)) openConversation(peer, { around: id || null });
-    else if (!peer && state.peer) closeConversation(); // the browser's Back to the bare page
+    else if (!peer && state.peer) backToPeople(); // the browser's Back to the bare page
   });
 
   // The server rendered the list; remember what it showed so the head can use it.
