@@ -563,3 +563,60 @@ def test_each_day_of_a_conversation_is_named_above_its_first_message(
     expect(bob.message("five minutes late")).to_be_visible()
     assert drawn()[-3:] == ["day: Today", texts[3], "Running five minutes late"]
     expect(bob.page.locator("#messages li.day")).to_have_count(3)
+
+
+# The system's notification centre is out of a test's sight: the page gets a stand-in
+# that records what it was asked to show, and grants permission when asked.
+NOTIFICATIONS = """
+window.notes = [];
+window.Notification = class {
+  static permission = "default";
+  static async requestPermission() { window.Notification.permission = "granted"; return "granted"; }
+  constructor(title, options) { Object.assign(this, { title, ...options }); window.notes.push(this); }
+  close() {}
+};
+"""
+
+
+def test_a_message_out_of_sight_is_notified_by_sender_only_and_not_when_busy(
+    browsers: Browsers, net: DevNetwork
+) -> None:
+    carol = browsers.open(net.nodes[0], "carol")
+    carol.context.add_init_script(NOTIFICATIONS)
+    log_in(carol)
+    page = carol.page
+    offer = page.locator("#notify-offer")
+    expect(offer).to_be_visible()
+    offer.locator("button").click()
+    expect(offer).to_be_hidden()  # granted: nothing left to offer
+
+    def shown() -> list[dict[str, str]]:
+        notes: list[dict[str, str]] = page.evaluate("window.notes.map((n) => ({ ...n }))")
+        return notes
+
+    carol.open_conversation("alice")
+    dave = login(net.nodes[1], "dave", PASSWORDS["dave"])
+    alice = login(net.nodes[0], "alice", PASSWORDS["alice"])
+    # In the open conversation, in sight: it is on the screen, nothing to notify.
+    alice.send("carol", "Looking at the draft now")
+    expect(carol.message("Looking at the draft now")).to_be_visible()
+    # From someone else: the sender's name, never the text.
+    dave.send("carol", "The merger terms are confidential")
+    expect(carol.person("dave").locator(".unread")).to_be_visible()
+    assert [(n["title"], n["body"]) for n in shown()] == [("Dave", "New message")]
+    # Busy is do-not-disturb.
+    page.locator("#status-select").select_option("busy")
+    expect(page.locator("#my-dot")).to_have_class(re.compile(r"\bbusy\b"))
+    before = carol.person("dave").locator(".unread").inner_text()
+    dave.send("carol", "And the board meets Friday")
+    expect(carol.person("dave").locator(".unread")).not_to_have_text(before)
+    assert len(shown()) == 1
+    # Clicking a notification opens its conversation.
+    page.locator("#status-select").select_option("online")
+    expect(page.locator("#my-dot")).to_have_class(re.compile(r"\bonline\b"))
+    dave.send("carol", "Call me")
+    expect(carol.person("dave").locator(".unread")).to_have_text(str(int(before) + 2))
+    assert len(shown()) == 2
+    page.evaluate("window.notes.at(-1).onclick()")
+    expect(page.locator("#conversation")).to_have_attribute("data-peer", "dave")
+    expect(carol.message("Call me")).to_be_visible()
