@@ -47,6 +47,7 @@ from flamechat.services.ratelimit import RateLimits, RateSettings
 from flamechat.services.receiving import ReceivingService
 from flamechat.services.relay import RelayService
 from flamechat.services.search import SearchService
+from flamechat.services.typing import TypingService
 from flamechat.services.waiting import WaitingSends
 from flamechat.storage.blob_store import BlobStore
 from flamechat.storage.database import Database, migrate, sqlite_url
@@ -81,6 +82,7 @@ class Node:
     search: SearchService
     files: FileService
     fetcher: FetchWorker
+    typing: TypingService
 
     async def register_until_done(self) -> None:
         """Register with the directory, retrying while it is unreachable."""
@@ -257,6 +259,9 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
         search,
         files,
         fetcher,
+        TypingService(
+            directory, keyring, events, blocks, presence, receiving, peers, clock, node_id=key.node_id
+        ),
     )
 
 
@@ -283,6 +288,7 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await node.typing.close()
             await node.client.close()
             await node.db.close()
 
@@ -310,6 +316,7 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
             blocks=node.blocks,
             limits=node.limits,
             files=node.files,
+            typing=node.typing,
             node_id=node.key.node_id,
             cookie=cookie,
             session_ttl=int(settings.session_ttl),
@@ -338,7 +345,9 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
 
     app.include_router(files_router(accounts=node.accounts, files=node.files, cookie=cookie))
     app.include_router(blobs_router(node.files, node.directory, verifier, send_rate=settings.blob_send_rate))
-    app.include_router(federation_router(node.receiving, node.relay, node.presence, node.profiles, verifier))
+    app.include_router(
+        federation_router(node.receiving, node.relay, node.presence, node.profiles, node.typing, verifier)
+    )
     app.include_router(
         page_router(
             accounts=node.accounts,

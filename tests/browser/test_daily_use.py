@@ -620,3 +620,26 @@ def test_a_message_out_of_sight_is_notified_by_sender_only_and_not_when_busy(
     page.evaluate("window.notes.at(-1).onclick()")
     expect(page.locator("#conversation")).to_have_attribute("data-peer", "dave")
     expect(carol.message("Call me")).to_be_visible()
+
+
+def test_the_person_written_to_sees_them_typing_until_the_message_comes(
+    browsers: Browsers, net: DevNetwork
+) -> None:
+    alice = browsers.login(net.nodes[0], "alice")
+    alice.open_conversation("bob")
+    bob = browsers.login(net.nodes[1], "bob")  # no one else here types as bob to alice
+    bob.open_conversation("alice")
+    typing = alice.page.locator("#peer-typing")
+    expect(typing).to_have_text("")
+    bob.page.locator("#message-input").press_sequentially("On my way", delay=20)
+    expect(typing).to_have_text("Bob is typing…")
+    bob.page.locator("#send-button").click()
+    expect(alice.message("On my way")).to_be_visible()
+    expect(typing).to_have_text("")  # what he typed is here
+    # Typing again after sending is news at once (past the nodes' once-a-second bound).
+    bob.page.wait_for_timeout(1100)
+    bob.page.locator("#message-input").press_sequentially("One more thing", delay=20)
+    expect(typing).to_have_text("Bob is typing…")
+    # It was about bob: another conversation does not show it.
+    alice.open_conversation("carol")
+    expect(typing).to_have_text("")

@@ -112,8 +112,18 @@ class FakePeer:
 
     # --- federation --------------------------------------------------------------
 
-    def seal(self, sender: str, recipient: str, text: str, envelope_id: str | None = None) -> dict[str, Any]:
-        """A genuine envelope from ``sender`` (one of this peer's users)."""
+    def seal(
+        self,
+        sender: str,
+        recipient: str,
+        text: str,
+        envelope_id: str | None = None,
+        *,
+        kind: str = "message",
+        sent_at: int | None = None,
+    ) -> dict[str, Any]:
+        """A genuine envelope from ``sender`` (one of this peer's users); a ``kind``
+        other than a message has an empty body."""
         box_key = self.user(recipient)["box_key"]
         assert box_key, f"{recipient} has no published keys yet"
         envelope = seal_envelope(
@@ -122,9 +132,9 @@ class FakePeer:
             recipient=recipient,
             recipient_box_key=b64decode(box_key, size=32),
             envelope_id=envelope_id or new_id(),
-            sent_at=int(time.time() * 1000),
-            kind="message",
-            body={"text": text},
+            sent_at=int(time.time() * 1000) if sent_at is None else sent_at,
+            kind=kind,
+            body={"text": text} if kind == "message" else {},
         )
         return envelope.to_wire()
 

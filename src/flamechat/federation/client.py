@@ -332,6 +332,10 @@ class HttpPeers:
             "PUT", self._url(node_url, "/presence"), {"users": users}, timeout=self.presence_timeout
         )
 
+    async def typing(self, node_url: str, envelope: dict[str, Any]) -> None:
+        path = f"/typing/{quote(str(envelope.get('id', '')), safe='')}"
+        await self.client.call("PUT", self._url(node_url, path), envelope, timeout=self.presence_timeout)
+
     async def profile(self, node_url: str, username: str) -> dict[str, Any]:
         path = f"/profiles/{quote(username, safe='')}"
         return await self.client.call("GET", self._url(node_url, path), timeout=self.presence_timeout)

@@ -15,6 +15,7 @@ from flamechat.services.presence import PresenceService
 from flamechat.services.profiles import ProfileService
 from flamechat.services.receiving import ReceivingService
 from flamechat.services.relay import RelayService
+from flamechat.services.typing import TypingService
 from flamechat.storage.records import PresenceEntry
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -39,6 +40,7 @@ def federation_router(
     relay: RelayService,
     presence: PresenceService,
     profiles: ProfileService,
+    typing: TypingService,
     verifier: RequestVerifier,
 ) -> APIRouter:
     router = APIRouter(prefix="/federation/v1", tags=["federation"], responses=ERRORS)
@@ -73,6 +75,15 @@ def federation_router(
         node_id, batch = await verifier.verify_body(request, models.EnvelopeBatch)
         outcomes = await receiving.receive_batch(node_id, [e.model_dump() for e in batch.envelopes])
         return {"results": [o.to_wire() for o in outcomes]}
+
+    @router.put("/typing/{envelope_id}", status_code=204, openapi_extra=json_body(models.EnvelopeWire))
+    async def typing_notice(envelope_id: EnvelopeIdPath, request: Request) -> None:
+        """One of this node's users is being written to: shown live to them, never stored.
+        The same answer whether it was shown or dropped (blocked, stale, signed out)."""
+        node_id, envelope = await verifier.verify_body(request, models.EnvelopeWire)
+        if envelope.id != envelope_id:
+            raise errors.InvalidRequest("the path id and the envelope id differ", field="id")
+        await typing.receive(node_id, envelope.model_dump())
 
     @router.put(
         "/relay/envelopes/{envelope_id}",

@@ -260,6 +260,10 @@ class ReadMarked(BaseModel):
     marked: int
 
 
+class TypingSent(BaseModel):
+    sent: bool
+
+
 class SendMessage(Strict):
     id: EnvelopeId | None = None
     body: str = Field(

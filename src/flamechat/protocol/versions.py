@@ -15,9 +15,11 @@ FEATURES: tuple[str, ...] = (
     "presence-push",  # PUT /federation/v1/presence: a node tells its peers of a change at once
     "profiles",
     "files",
+    "typing",  # PUT /federation/v1/typing/{id}: "someone is typing", shown live, never stored
 )
 BATCH_FEATURE = "envelope-batch"
 PRESENCE_PUSH_FEATURE = "presence-push"
+TYPING_FEATURE = "typing"
 
 
 class NoCommonVersion(Exception):

@@ -169,8 +169,15 @@ class ReceivingService:
             await self._store(ready, outcomes)
         return outcomes
 
+    async def open_live(self, from_node: str, wire: dict[str, Any]) -> OpenedEnvelope | None:
+        """Check and open an envelope that is shown, never stored (a typing notice): the
+        checks of a message, without counting against the sender's message budget.
+        ``None`` when its recipient drops it, or is not signed in to see it."""
+        examined = await self._examine(from_node, wire, False, _BatchLookups(), count=False)
+        return None if examined is None else examined.opened
+
     async def _examine(
-        self, from_node: str, wire: dict[str, Any], relayed: bool, seen: _BatchLookups
+        self, from_node: str, wire: dict[str, Any], relayed: bool, seen: _BatchLookups, *, count: bool = True
     ) -> _Examined | None:
         """Check one envelope without writing anything; ``None`` if its recipient drops it."""
         try:
@@ -193,7 +200,7 @@ class ReceivingService:
             envelope, sender, None if relayed else from_node, for_peer=from_node
         )
         seen.senders[envelope.sender] = sender
-        if self.limits is not None and not relayed:
+        if self.limits is not None and not relayed and count:
             # A peer node is bound by nothing but its request rate: hold each of its
             # users to a few times what a node lets them send (messages and bytes),
             # or one hostile node fills this node's disk at the speed of its network.

@@ -19,6 +19,7 @@ from flamechat.services.events import ENDED, EventHub
 from flamechat.services.files import FileService
 from flamechat.services.messaging import MessagingService, message_view
 from flamechat.services.ratelimit import RateLimits
+from flamechat.services.typing import TypingService
 from flamechat.services.waiting import has_keys
 from flamechat.storage.records import KeyWarning, KnownUser
 from flamechat.web.markup import with_html
@@ -82,6 +83,7 @@ def api_router(
     blocks: BlockService,
     limits: RateLimits,
     files: FileService,
+    typing: TypingService,
     node_id: str,
     cookie: str,
     session_ttl: int,
@@ -228,6 +230,12 @@ def api_router(
     @router.post("/conversations/{peer}/read", response_model=models.ReadMarked)
     async def mark_read(peer: UserName, body: models.MarkRead, session: Writer) -> dict[str, Any]:
         return {"marked": await messaging.mark_read(session.username, peer, body.up_to)}
+
+    @router.post("/conversations/{peer}/typing", response_model=models.TypingSent)
+    async def typing_to(peer: UserName, session: Writer) -> dict[str, Any]:
+        """The user is typing to ``peer``: a page sends this every few seconds while they
+        type. ``sent`` is false when nothing went (too soon, appearing offline, blocked)."""
+        return {"sent": await typing.typing(session.username, peer)}
 
     @router.put("/me/tabs/{tab}", response_model=models.TabAlive)
     async def tab_alive(

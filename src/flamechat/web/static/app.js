@@ -5,7 +5,8 @@
 //
 // Other scripts extend the conversation through `flame.chat` (defined at the end):
 // `onRender(fn)` is called as fn(li, message) each time a message is drawn or redrawn,
-// `renderMessage(message)` draws one, `peer()` names the open conversation.
+// `renderMessage(message)` draws one, `peer()` names the open conversation,
+// `displayName(username)` is the name the people list shows.
 
 (() => {
   const { me, api, on, emit, $, uuid4 } = flame;
@@ -661,6 +662,7 @@
 
   flame.chat = {
     peer: () => state.peer,
+    displayName,
     renderMessage,
     setMessageState,
     onRender: (hook) => { renderHooks.push(hook); },

@@ -17,18 +17,13 @@
     showOffer();
   });
 
-  function nameOf(username) {
-    const name = document.querySelector(`#users li.user[data-username="${CSS.escape(username)}"] .name`);
-    return (name && name.textContent) || username;
-  }
-
   on("message", (event) => {
     const m = event.message;
     if (m.direction !== "in" || Notification.permission !== "granted") return;
     if ($("status-select").value === "busy") return;
     const inSight = m.conversation === flame.chat.peer() && document.visibilityState === "visible" && document.hasFocus();
     if (inSight) return;
-    const note = new Notification(nameOf(m.conversation), {
+    const note = new Notification(flame.chat.displayName(m.conversation), {
       body: "New message",
       tag: `flame-${m.id}`,
       icon: "/static/flame.svg",
