@@ -122,6 +122,8 @@ class TypingService:
                 await self.peers.typing(node_url, wire)
         except TransportError as exc:
             log.debug("typing notice to %s not sent: %s", node_url, exc)
+        except Exception:  # a hint, on a task no one awaits: said in the log, never raised
+            log.exception("typing notice to %s failed", node_url)
 
     async def receive(self, from_node: str, wire: dict[str, Any]) -> None:
         """A notice from a peer node: checked as a message is, then shown, or dropped
