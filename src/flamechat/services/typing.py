@@ -92,14 +92,16 @@ class TypingService:
             return False
         if (await self.presence.status_of(username)).status == "invisible":
             return False
+        local = recipient.home_node == self.node_id
+        if not local and (len(self._pushes) >= IN_FLIGHT or not recipient.node_url):
+            return False
         if not self._due(self._sent, (username, peer), now, EVERY_MS):
             return False
-        if recipient.home_node == self.node_id:
+        if local:
             if not await self.blocks.drops(peer, username):
                 self._show(username, peer, now)
             return True
-        if len(self._pushes) >= IN_FLIGHT or not recipient.node_url:
-            return False
+        assert recipient.node_url is not None
         assert recipient.box_key is not None  # has_keys
         envelope = seal_envelope(
             sender_keys=keys,
