@@ -614,12 +614,12 @@ def test_a_message_out_of_sight_is_notified_by_sender_only_and_not_when_busy(
     # Clicking a notification opens its conversation.
     page.locator("#status-select").select_option("online")
     expect(page.locator("#my-dot")).to_have_class(re.compile(r"\bonline\b"))
-    dave.send("carol", "Call me")
+    dave.send("carol", "Ring me before the board call")
     expect(carol.person("dave").locator(".unread")).to_have_text(str(int(before) + 2))
     assert len(shown()) == 2
     page.evaluate("window.notes.at(-1).onclick()")
     expect(page.locator("#conversation")).to_have_attribute("data-peer", "dave")
-    expect(carol.message("Call me")).to_be_visible()
+    expect(carol.message("Ring me before the board call")).to_be_visible()
 
 
 def test_the_person_written_to_sees_them_typing_until_the_message_comes(
