@@ -645,3 +645,24 @@ def test_the_person_written_to_sees_them_typing_until_the_message_comes(
     # It was about bob: another conversation does not show it.
     alice.open_conversation("carol")
     expect(typing).to_have_text("")
+
+
+def test_the_people_list_narrows_to_what_is_typed(browsers: Browsers, net: DevNetwork) -> None:
+    alice = browsers.login(net.nodes[0], "alice")
+    page = alice.page
+    shown = page.locator("#users li.user:visible .handle")
+    everyone = ["@bob", "@carol", "@dave"]
+    expect(shown).to_have_text(everyone)
+    box = page.locator("#people-filter")
+    box.fill("CAR")  # any case
+    expect(shown).to_have_text(["@carol"])
+    box.fill("zed")
+    expect(shown).to_have_count(0)
+    expect(page.locator("#people-filter-none")).to_be_visible()
+    box.fill("bo")
+    expect(page.locator("#people-filter-none")).to_be_hidden()
+    box.press("Enter")  # opens the first one left
+    expect(page.locator("#conversation")).to_have_attribute("data-peer", "bob")
+    box.press("Escape")
+    expect(shown).to_have_text(everyone)
+    expect(box).to_have_value("")
