@@ -35,8 +35,8 @@ WAIT_MS = 15_000  # the longest any single expectation may wait
 FAILED = pytest.StashKey[bool]()
 
 # Chromium's renderer crashed ("Page crashed") twice in some thirty whole runs of this
-# suite, in two different tests, and never when either was run again (a dozen times
-# each). Page script cannot crash a renderer, and nothing else of ours runs there. So a
+# suite, in two different tests, and not in a dozen runs of the second one again.
+# Page script cannot crash a renderer, and nothing else of ours runs there. So a
 # browser test whose page crashed is run once more; every other failure, and a second
 # crash, fail as they are. The summary line counts the reruns.
 CRASHES = ["Page crashed", "Target crashed"]
