@@ -35,6 +35,14 @@ class FakePeer:
         self.url = url or f"http://127.0.0.1:{free_port()}"
         self.users: dict[str, UserKeys] = {}
 
+    @classmethod
+    def home_of(cls, directory_url: str, username: str, password: str) -> FakePeer:
+        """A registered node of the test's own, home of ``username`` (keys published)."""
+        peer = cls(directory_url)
+        peer.register()
+        peer.adopt(username, password)
+        return peer
+
     @property
     def node_id(self) -> str:
         return self.key.node_id

@@ -47,25 +47,15 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def files_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
-    net = make_network(
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
+    network = make_network(
         tmp_path_factory.mktemp("files"),
         node_args=[
             ["--max-file-bytes", str(64 * 1024 * 1024), "--storage-quota-bytes", str(200 * 1024 * 1024)]
         ],
     )
-    yield net
-    net.stop()
-
-
-@pytest.fixture(scope="module")
-def alice(files_network: DevNetwork) -> ApiSession:
-    return login(files_network.nodes[0], "alice", PASSWORDS["alice"])
-
-
-@pytest.fixture(scope="module")
-def bob(files_network: DevNetwork) -> ApiSession:
-    return login(files_network.nodes[1], "bob", PASSWORDS["bob"])
+    yield network
+    network.stop()
 
 
 @pytest.mark.parametrize(
@@ -333,28 +323,28 @@ def _peer_get(
 
 
 def test_the_blob_endpoint_serves_only_the_recipients_node_and_by_range(
-    files_network: DevNetwork, alice: ApiSession, bob: ApiSession
+    net: DevNetwork, alice: ApiSession, bob: ApiSession
 ) -> None:
     data = os.urandom(3 * CHUNK + 77)
     sent = send_file(alice, "bob", data, name="ledger.ods")
     wait_file_state(bob, "alice", sent["id"])
-    blob = _blob_of_size(files_network, 1, len(data) + 4 * 16)
+    blob = _blob_of_size(net, 1, len(data) + 4 * 16)
     path = f"/federation/v1/blobs/{blob.name}"
     stored = blob.read_bytes()
-    senders_node = files_network.nodes[0]
+    senders_node = net.nodes[0]
 
     status, _, body = _peer_get(senders_node, path, None)
     assert (status, json.loads(body)["error"]["code"]) == (401, "bad_signature")
 
     # A node the directory knows, but home to no recipient of this file: as if no such blob.
-    assert files_network.directory is not None
-    stranger = FakePeer(files_network.directory.url)
+    assert net.directory is not None
+    stranger = FakePeer(net.directory.url)
     stranger.register()
     status, _, body = _peer_get(senders_node, path, stranger.key)
     assert (status, json.loads(body)["error"]["code"]) == (404, "not_found")
 
     # Bob's node (its own key), resuming from byte 1000: exactly the bytes asked for.
-    bobs_node = load_or_create_key(files_network.root / "node2" / "node.key")
+    bobs_node = load_or_create_key(net.root / "node2" / "node.key")
     status, headers, body = _peer_get(senders_node, path, bobs_node, {"Range": "bytes=1000-1999"})
     assert status == 206
     assert body == stored[1000:2000]
@@ -365,7 +355,7 @@ def test_the_blob_endpoint_serves_only_the_recipients_node_and_by_range(
 
 
 def test_a_blob_altered_at_rest_is_refused_then_fetched_again_from_the_sender(
-    files_network: DevNetwork, alice: ApiSession, bob: ApiSession
+    net: DevNetwork, alice: ApiSession, bob: ApiSession
 ) -> None:
     small = os.urandom(1000)
     sent = send_file(alice, "bob", small, name="contract.pdf")
@@ -374,7 +364,7 @@ def test_a_blob_altered_at_rest_is_refused_then_fetched_again_from_the_sender(
     sent_big = send_file(alice, "bob", big, name="board.mp4")
     wait_file_state(bob, "alice", sent_big["id"])
 
-    bob_dir = files_network.root / "node2"
+    bob_dir = net.root / "node2"
     by_size = {p.stat().st_size: p for p in blob_files(bob_dir)}
     _flip_byte(by_size[1000 + 16], 500)
     status, _, body = download(bob, sent["id"])
@@ -394,7 +384,7 @@ def test_a_blob_altered_at_rest_is_refused_then_fetched_again_from_the_sender(
         status, _, body = download(bob, message_id)
         assert status == 200
         assert body == data
-    log = files_network.nodes[1].log_path.read_text()
+    log = net.nodes[1].log_path.read_text()
     assert log.count("failed its check at rest") == 2
 
 
@@ -500,7 +490,7 @@ def _part_on_disk(net: DevNetwork, node: int, owner: str, upload_id: str) -> int
 
 
 def test_cancelling_an_upload_while_a_part_is_arriving_answers_404_not_a_server_error(
-    files_network: DevNetwork, alice: ApiSession, bob: ApiSession
+    net: DevNetwork, alice: ApiSession, bob: ApiSession
 ) -> None:
     size = 4 * 1024 * 1024
     data = os.urandom(size)
@@ -516,7 +506,7 @@ def test_cancelling_an_upload_while_a_part_is_arriving_answers_404_not_a_server_
         )
         sock.sendall(head.encode() + data[: size // 2])
         eventually(
-            lambda: _part_on_disk(files_network, 1, "alice", upload_id) > 0,
+            lambda: _part_on_disk(net, 1, "alice", upload_id) > 0,
             timeout=30,
             what="the node storing the first half",
         )
@@ -531,11 +521,11 @@ def test_cancelling_an_upload_while_a_part_is_arriving_answers_404_not_a_server_
     assert body["error"]["code"] == "not_found"
     # Nothing of it is left, and nothing was sent.
     assert alice.call("GET", f"/api/v1/uploads/{upload_id}")[0] == 404
-    assert _part_on_disk(files_network, 1, "alice", upload_id) == 0
+    assert _part_on_disk(net, 1, "alice", upload_id) == 0
     assert file_message(alice, "bob", upload_id) is None
-    assert server_errors(files_network) == []
+    assert server_errors(net) == []
 
 
-def test_no_request_ended_in_a_server_error(files_network: DevNetwork) -> None:
+def test_no_request_ended_in_a_server_error(net: DevNetwork) -> None:
     """Runs last in this module: nothing above left a 500 or a stack trace behind."""
-    assert server_errors(files_network) == []
+    assert server_errors(net) == []

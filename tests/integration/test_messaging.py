@@ -46,10 +46,7 @@ def users(net: DevNetwork) -> dict[str, ApiSession]:
 def erin(net: DevNetwork, users: dict[str, ApiSession]) -> FakePeer:
     """A third node of the test's own, home of erin, able to sign anything."""
     assert net.directory is not None
-    peer = FakePeer(net.directory.url)
-    peer.register()
-    peer.adopt("erin", ERIN_PASSWORD)
-    return peer
+    return FakePeer.home_of(net.directory.url, "erin", ERIN_PASSWORD)
 
 
 def texts(messages: list[dict[str, Any]]) -> list[str]:

@@ -35,10 +35,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
 def erin(net: DevNetwork, bob: ApiSession) -> FakePeer:
     """A node of the test's own, home of erin, able to sign anything."""
     assert net.directory is not None
-    peer = FakePeer(net.directory.url)
-    peer.register()
-    peer.adopt("erin", ERIN_PASSWORD)
-    return peer
+    return FakePeer.home_of(net.directory.url, "erin", ERIN_PASSWORD)
 
 
 def typing(session: ApiSession, peer: str) -> bool:

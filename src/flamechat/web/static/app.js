@@ -235,7 +235,13 @@
     li.querySelector(".retry").hidden = newState !== "failed";
   }
 
-  function renderMessage(message) {
+  // A page of history: its messages drawn, then the day lines mended once for them all.
+  function renderPage(messages) {
+    messages.forEach((m) => renderMessage(m, { days: false }));
+    markDays();
+  }
+
+  function renderMessage(message, { days = true } = {}) {
     let li = messageItem(message.id);
     const fresh = !li;
     if (fresh) {
@@ -292,7 +298,7 @@
     showState(li, next, message.error);
     if (fresh) {
       place(li, message);
-      markDays();
+      if (days) markDays();
     }
     $("no-messages").hidden = true;
     renderHooks.forEach((hook) => hook(li, message));
@@ -415,7 +421,7 @@
       return;
     }
     if (token !== state.opening) return;  // another conversation was opened meanwhile
-    page.messages.forEach((m) => renderMessage(m));
+    renderPage(page.messages);
     $("no-messages").hidden = $("messages").children.length > 0;
     state.oldestCursor = page.next_cursor;
     $("load-older").hidden = !page.next_cursor;
@@ -463,7 +469,7 @@
     const fromEnd = list.scrollHeight - list.scrollTop;
     const page = await api("GET", `/conversations/${encodeURIComponent(peer)}/messages?limit=50&before=${state.oldestCursor}`);
     if (state.peer !== peer) return;
-    page.messages.forEach((m) => renderMessage(m));
+    renderPage(page.messages);
     list.scrollTop = list.scrollHeight - fromEnd;  // keep what the reader was looking at in place
     state.oldestCursor = page.next_cursor;
     $("load-older").hidden = !page.next_cursor;
@@ -550,7 +556,7 @@
     if (peer) {
       try {
         const page = await api("GET", `/conversations/${encodeURIComponent(peer)}/messages?limit=50`);
-        if (state.peer === peer) { page.messages.forEach((m) => renderMessage(m)); markReadSoon(); }
+        if (state.peer === peer) { renderPage(page.messages); markReadSoon(); }
       } catch (exc) { /* the next poll tries again */ }
     }
   });
