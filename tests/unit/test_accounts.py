@@ -111,3 +111,30 @@ async def test_keys_lock_when_the_last_session_expires(
     with pytest.raises(errors.NotAuthenticated):
         await accounts.authenticate(second.token)
     assert keyring.get("alice") is None
+
+
+async def test_a_request_let_in_just_before_a_logout_does_not_keep_the_session_alive(
+    accounts: AccountService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request read the session from the table, then the logout ran before it went
+    on: that one request is served, but the session must not be remembered past
+    its logout, or the cookie would open every request for seconds more."""
+    login = await accounts.login("alice", "alice-password")
+    read, go_on = asyncio.Event(), asyncio.Event()
+    get_session = node_accounts.get_session
+
+    async def slow_get_session(*args: object) -> object:
+        record = await get_session(*args)  # type: ignore[arg-type]
+        read.set()
+        await go_on.wait()
+        return record
+
+    monkeypatch.setattr(node_accounts, "get_session", slow_get_session)
+    just_before = asyncio.create_task(accounts.authenticate(login.token))
+    await asyncio.wait_for(read.wait(), 5)
+    await accounts.logout(login.session)
+    go_on.set()
+    assert (await asyncio.wait_for(just_before, 5)).username == "alice"
+    monkeypatch.setattr(node_accounts, "get_session", get_session)
+    with pytest.raises(errors.NotAuthenticated):
+        await accounts.authenticate(login.token)

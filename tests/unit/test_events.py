@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from flamechat.services.events import (
     ENDED,
+    ENDED_SESSIONS,
+    ENDED_SESSIONS_SECONDS,
     MAX_POLLING_TABS,
     MAX_STREAMS,
     QUEUE_LENGTH,
@@ -301,3 +303,32 @@ def test_a_streams_answer_that_arrives_after_the_tab_closed_leaves_the_user_offl
     assert changes == [("alice", True), ("alice", False)]
     assert hub.heartbeat("alice", "tab-1")  # a beat from polling (the stream dropped) does count
     assert hub.connected() == {"alice"}
+
+
+def test_a_tab_let_in_just_before_its_session_logged_out_does_not_keep_the_user_online() -> None:
+    """A stream's request (or a polling tab's beat) checked the session, then the
+    logout ran, then the request reached the hub: it must not show the user online
+    for a whole ``tab_timeout`` after they logged out."""
+    hub, clock, changes = hub_with_clock(45.0)
+    hub.subscribe("alice", "tab-1", session="laptop")
+    hub.end_session("alice", "laptop")
+    late = hub.subscribe("alice", "tab-2", session="laptop")
+    assert late.ended
+    assert drain(late) == [{"type": ENDED}]  # its feed finishes at once
+    assert not hub.heartbeat("alice", "tab-3", session="laptop")
+    assert hub.connected() == set()
+    assert changes == [("alice", True), ("alice", False)]
+    hub.subscribe("alice", "tab-4", session="phone")  # another login is untouched
+    assert hub.connected() == {"alice"}
+    clock.advance(ENDED_SESSIONS_SECONDS)
+    hub.sweep()  # the memory of ended sessions is bounded in time
+    assert hub._ended_sessions == {}
+
+
+def test_the_memory_of_logged_out_sessions_is_bounded_in_count() -> None:
+    hub = EventHub(FakeClock())
+    for n in range(ENDED_SESSIONS + 10):
+        hub.end_session("alice", f"session-{n}")
+    assert len(hub._ended_sessions) == ENDED_SESSIONS
+    assert "session-0" not in hub._ended_sessions
+    assert f"session-{ENDED_SESSIONS + 9}" in hub._ended_sessions

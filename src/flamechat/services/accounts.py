@@ -93,6 +93,10 @@ class AccountService:
         # do not each read the session table. Logout forgets at once; a session
         # deleted by another process (node-admin) lives here at most that long.
         self._sessions: dict[str, tuple[int, SessionRecord]] = {}
+        # Counts logouts: a session read from the table while one ran may be the one
+        # logged out, so it is not remembered (it would outlive its logout by up to
+        # SESSION_MEMORY_MS, for a request let in just before it).
+        self._logouts = 0
         self._first_logins = KeyedLocks()
 
     def on_unlock(self, callback: Callable[[str], Awaitable[None]]) -> None:
@@ -217,9 +221,10 @@ class AccountService:
         if remembered is not None and remembered[0] > now and remembered[1].expires_at > now:
             record: SessionRecord | None = remembered[1]
         else:
+            logouts = self._logouts
             async with self.db.read() as conn:
                 record = await node_accounts.get_session(conn, lookup_id, now)
-            if record is not None:
+            if record is not None and logouts == self._logouts:
                 if len(self._sessions) >= SESSION_MEMORY:
                     self._sessions.clear()  # bounded; it refills from the database
                 self._sessions[lookup_id] = (now + SESSION_MEMORY_MS, record)
@@ -239,17 +244,18 @@ class AccountService:
         return Session(record.username, record.csrf_token, record.lookup_id)
 
     async def logout(self, session: Session) -> None:
-        self._sessions.pop(session.lookup_id, None)
         async with self.db.write() as conn:
             await node_accounts.delete_session(conn, session.lookup_id)
             remaining = await node_accounts.count_sessions(conn, session.username, ms(self.clock))
+        self._logouts += 1  # after the delete: a read begun before it is not remembered
+        self._sessions.pop(session.lookup_id, None)
         if remaining == 0:
             self.keyring.lock(session.username)
 
     async def expire_sessions(self) -> None:
         """Drop expired sessions and lock the keys of users left without one."""
         now = ms(self.clock)
-        self._sessions.clear()
+        self._sessions.clear()  # what it held has expired, and is refused as such anyway
         async with self.db.write() as conn:
             await node_accounts.delete_expired_sessions(conn, now)
             for username in self.keyring.unlocked():

@@ -34,6 +34,11 @@ MAX_POLLING_TABS = 64  # per user: a page that polls holds a lease, not a stream
 # few tabs; a script opening thousands would otherwise hold the node's memory).
 MAX_STREAMS = 32
 ENDED = "_ended"  # put in a dropped stream's queue so that its feed ends; never sent
+# Logged-out sessions remembered, so that a request let in just before the logout
+# (a stream opening, a polling tab's beat) cannot open a tab for it just after. Such
+# a request is still being handled, so minutes are plenty; the count is bounded.
+ENDED_SESSIONS_SECONDS = 300.0
+ENDED_SESSIONS = 4096
 
 
 @dataclass(eq=False)  # compared and hashed by identity: each tab is its own subscription
@@ -53,6 +58,7 @@ class EventHub:
         self.tab_timeout = tab_timeout
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._listeners: list[Callable[[str, bool], None]] = []
+        self._ended_sessions: dict[str, float] = {}  # session -> when it ended, oldest first
 
     @property
     def alive_every(self) -> float:
@@ -64,8 +70,13 @@ class EventHub:
         self._listeners.append(listener)
 
     def subscribe(self, username: str, tab: str | None = None, *, session: str = "") -> Subscription:
-        """A tab's live stream. A polling lease the same tab held is replaced by it."""
+        """A tab's live stream. A polling lease the same tab held is replaced by it.
+
+        A stream of a session that has logged out meanwhile is ended at once."""
         sub = Subscription(username, tab or secrets.token_urlsafe(12), self.clock.now(), session=session)
+        if session in self._ended_sessions:
+            _end(sub)
+            return sub
         first = not self._subs[username]
         subs = self._subs[username]
         subs.difference_update([s for s in subs if s.tab == sub.tab and not s.stream])
@@ -84,8 +95,10 @@ class EventHub:
         ``stream``: the beat answers the tab's stream (an ``alive`` event). It then
         only keeps that stream going: one that crossed the stream's closing on the
         wire (the tab was closed just then) must not open a lease that would show
-        the user online for ``tab_timeout`` more seconds. Returns whether the tab
-        counts as open."""
+        the user online for ``tab_timeout`` more seconds. Nor does a beat of a
+        session that has logged out meanwhile. Returns whether the tab counts as open."""
+        if session in self._ended_sessions:
+            return False
         now = self.clock.now()
         subs = self._subs.get(username)
         mine = [s for s in subs or () if s.tab == tab]
@@ -109,6 +122,11 @@ class EventHub:
         """A session logged out: its streams end now and its leases go, rather than
         at their next missed heartbeat (a stream would carry messages meanwhile).
         Returns how many tabs it ended."""
+        if session:
+            self._ended_sessions.pop(session, None)  # kept oldest first
+            self._ended_sessions[session] = self.clock.now()
+            while len(self._ended_sessions) > ENDED_SESSIONS:
+                del self._ended_sessions[next(iter(self._ended_sessions))]
         ended = [s for s in self._subs.get(username, ()) if s.session == session]
         for sub in ended:
             self.unsubscribe(sub)
@@ -134,6 +152,10 @@ class EventHub:
 
         Returns how many were dropped."""
         now = self.clock.now()
+        while (
+            self._ended_sessions and now - next(iter(self._ended_sessions.values())) >= ENDED_SESSIONS_SECONDS
+        ):
+            del self._ended_sessions[next(iter(self._ended_sessions))]
         gone = [s for subs in self._subs.values() for s in subs if now - s.seen_at >= self.tab_timeout]
         for sub in gone:
             self.unsubscribe(sub)
