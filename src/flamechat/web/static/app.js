@@ -67,11 +67,21 @@
     return li;
   }
 
-  function renderUsers(list) {
+  // A list is the node's view when it was asked for; a presence event that came after the
+  // asking is as new or newer. So a list answered late keeps such a person as the event
+  // showed them (bob who just logged out is not shown online again), and a list asked
+  // for before the one shown already is dropped.
+  let presenceEvents = 0;
+  const presenceSeenAt = new Map(); // username -> presenceEvents at their last event
+  let listsAsked = 0;
+  let listShown = 0;
+
+  function renderUsers(list, asked) {
     if (list.users.some((user) => user.username !== me)) document.querySelectorAll("#users li.none").forEach((li) => li.remove());
     for (const user of list.users) {
       if (user.username === me) continue;
-      setPresence(ensureUserItem(user.username), user);
+      const li = ensureUserItem(user.username);
+      if (!((presenceSeenAt.get(user.username) || 0) > asked)) setPresence(li, user);
       if (user.blocked) state.blocked.add(user.username); else state.blocked.delete(user.username);
       if (user.verified) state.verified.add(user.username); else state.verified.delete(user.username);
       if (user.has_keys === false) state.keyless.add(user.username); else state.keyless.delete(user.username);
@@ -87,7 +97,13 @@
   }
 
   async function loadUsers() {
-    try { renderUsers(await api("GET", "/users")); } catch (exc) { /* keep what we show */ }
+    const number = ++listsAsked;
+    const asked = presenceEvents;
+    let list;
+    try { list = await api("GET", "/users"); } catch (exc) { return; /* keep what we show */ }
+    if (number < listShown) return;
+    listShown = number;
+    renderUsers(list, asked);
   }
 
   // Messages that came into the open conversation while this tab was out of sight: unread
@@ -547,7 +563,11 @@
     }
     if (event.conversation === state.peer) setMessageState(event.id, event.state, event.error);
   });
-  on("presence", (event) => { if (event.username !== me) setPresence(ensureUserItem(event.username), event); });
+  on("presence", (event) => {
+    if (event.username === me) return;
+    presenceSeenAt.set(event.username, ++presenceEvents);
+    setPresence(ensureUserItem(event.username), event);
+  });
   on("directory", () => loadUsers());
   on("resync", () => { loadUsers(); if (state.peer) openConversation(state.peer); });
   on("poll", async () => {
