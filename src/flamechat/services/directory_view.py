@@ -110,6 +110,11 @@ class DirectoryView:
         self._node_lookups = TokenBucket(clock, rate=node_lookups_per_second, burst=node_lookups_per_second)
         self._user_lookups = TokenBucket(clock, rate=USER_LOOKUPS_PER_SECOND, burst=USER_LOOKUP_BURST)
         self._user_lookups_by_peer: dict[str, TokenBucket] = {}
+        # Presence learned another way (a local tab, a peer's push) is newer than a
+        # directory answer to a question asked before it: such an answer, cached
+        # after it, keeps that user's presence as learned. Counted, not timed.
+        self._presence_changes = 0
+        self._presence_learned: dict[str, int] = {}  # username -> count when learned
 
     # --- reachability and the directory key ---------------------------------------
 
@@ -207,9 +212,10 @@ class DirectoryView:
         await self._call(lambda: self.port.report_presence(body), probe=True)
 
     async def set_card(self, username: str, card: dict[str, str]) -> None:
+        asked = self._presence_changes
         answer = await self._call(lambda: self.port.set_card(username, card))
         user = self._known((await self._verified(USER_PURPOSE, answer))["user"], ms(self.clock))
-        await self._cache([user])
+        await self._cache([user], asked=asked)
 
     async def relays(self, *, max_age: float | None = None) -> list[KnownNode]:
         """Nodes that offer relaying: the directory's signed list (refreshed once it
@@ -304,6 +310,7 @@ class DirectoryView:
     async def check_login(self, username: str, password: str, *, node_id: str) -> KnownUser:
         """The directory's approval of ``password`` for ``username``, asked by this node
         (``node_id``): signed as a login approval, for this node, this user, and recently."""
+        asked = self._presence_changes
         answer = await self._call(lambda: self.port.check_login(username, password), login=True)
         doc = await self._verified(LOGIN_PURPOSE, answer)
         issued_at = doc.get("issued_at")
@@ -316,15 +323,16 @@ class DirectoryView:
         ):
             raise errors.ServiceUnavailable("the directory's login approval is not for this login")
         user = self._known(doc["user"], ms(self.clock))
-        await self._cache([user])
+        await self._cache([user], asked=asked)
         return user
 
     async def publish_keys(self, username: str, body: dict[str, Any]) -> KnownUser:
+        asked = self._presence_changes
         doc = await self._verified(
             USER_PURPOSE, await self._call(lambda: self.port.publish_keys(username, body))
         )
         user = self._known(doc["user"], ms(self.clock))
-        await self._cache([user])
+        await self._cache([user], asked=asked)
         return user
 
     async def resolve(
@@ -353,6 +361,7 @@ class DirectoryView:
                 "for your node in the last second; try again shortly",
                 retry_after=1,
             )
+        asked = self._presence_changes
         try:
             answer = await self._call(lambda: self.port.get_user(username))
         except errors.DirectoryUnavailable:
@@ -362,7 +371,7 @@ class DirectoryView:
                 ) from None
             return cached
         user = self._known((await self._verified(USER_PURPOSE, answer))["user"], ms(self.clock))
-        await self._cache([user])
+        await self._cache([user], asked=asked)
         return user
 
     def _may_look_up_for(self, peer: str) -> bool:
@@ -374,11 +383,12 @@ class DirectoryView:
 
     async def refresh(self) -> list[KnownUser]:
         """Fetch the whole user list; announce presence changes to local tabs."""
+        asked = self._presence_changes
         answer = await self._call(self.port.list_users, probe=True)
         doc = await self._verified(USERS_PURPOSE, answer)
         now = ms(self.clock)
         users = [self._known(record, now) for record in doc["users"]]
-        await self._cache(users)
+        await self._cache(users, asked=asked)
         self.last_list_at = now
         return users
 
@@ -403,6 +413,8 @@ class DirectoryView:
     async def set_presence(self, username: str, entry: PresenceEntry | None) -> None:
         """Record presence learned some other way (a local tab, a peer node);
         ``None`` means offline."""
+        self._presence_changes += 1
+        self._remember(self._presence_learned, username, self._presence_changes)
         async with self.db.read() as conn:
             user = await node_cache.get_user(conn, username)
         if user is None:
@@ -437,10 +449,15 @@ class DirectoryView:
             memo.clear()  # bounded; it refills from the database
         memo[key] = value
 
-    async def _cache(self, users: list[KnownUser]) -> None:
+    async def _cache(self, users: list[KnownUser], *, asked: int | None = None) -> None:
+        """Write ``users`` to the cache. ``asked``: they are the directory's answer to a
+        question asked when ``_presence_changes`` was that: presence learned since is kept."""
         warned: dict[str, list[str]] = {}
         async with self.db.write() as conn:
             known = await node_cache.get_users(conn, (u.username for u in users))
+            if asked is not None:
+                newer = {u.username: u for u in known if self._presence_learned.get(u.username, 0) > asked}
+                users = [_presence_of(newer[u.username], u) if u.username in newer else u for u in users]
             before = {u.username: _visible_state(u) for u in known}
             await node_cache.put_users(conn, users)
             pinned = await node_keys.pins(conn, [u.username for u in users])
@@ -536,6 +553,17 @@ def keys_to_pin(
         if before != keys:
             found.append((user.username, keys, before))
     return found
+
+
+def _presence_of(source: KnownUser, user: KnownUser) -> KnownUser:
+    """``user`` with the presence of ``source``."""
+    return replace(
+        user,
+        online=source.online,
+        status=source.status,
+        status_text=source.status_text,
+        hidden_from=source.hidden_from,
+    )
 
 
 def _visible_state(user: KnownUser) -> tuple[object, ...]:
