@@ -31,6 +31,7 @@ from flamechat.httpapi.signed import RequestVerifier
 from flamechat.keyfile import load_or_create_key
 from flamechat.protocol import errors
 from flamechat.services.accounts import AccountService
+from flamechat.services.amends import AmendService
 from flamechat.services.blocks import BlockService
 from flamechat.services.clock import Clock, SystemClock
 from flamechat.services.delivery import DeliveryWorker
@@ -83,6 +84,7 @@ class Node:
     files: FileService
     fetcher: FetchWorker
     typing: TypingService
+    amends: AmendService
 
     async def register_until_done(self) -> None:
         """Register with the directory, retrying while it is unreachable."""
@@ -108,6 +110,8 @@ class Node:
                 await self.accounts.expire_sessions()
             with contextlib.suppress(Exception):
                 await self.files.expire_uploads()
+            with contextlib.suppress(Exception):
+                await self.amends.forget_early(self.settings.outbox_ttl)
 
 
 def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
@@ -239,6 +243,8 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
     )
     files.on_incoming(fetcher.wake)
     receiving.register_kind(FILE_KIND, files)  # a "file" envelope is stored by the file service
+    amends = AmendService(db, messaging, events, clock)
+    receiving.register_amends(amends)
     return Node(
         settings,
         key,
@@ -262,6 +268,7 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
         TypingService(
             directory, keyring, events, blocks, presence, receiving, peers, clock, node_id=key.node_id
         ),
+        amends,
     )
 
 
@@ -317,6 +324,7 @@ def create_node_app(settings: NodeSettings, clock: Clock | None = None) -> FastA
             limits=node.limits,
             files=node.files,
             typing=node.typing,
+            amends=node.amends,
             node_id=node.key.node_id,
             cookie=cookie,
             session_ttl=int(settings.session_ttl),

@@ -175,3 +175,65 @@ def test_without_server_sent_events_the_page_polls(browsers: Browsers, network: 
     alice.send("Can you hear me without a stream?")
     expect(bob.message("without a stream")).to_have_count(1)
     expect(alice.message("without a stream")).to_have_attribute("data-state", "read")
+
+
+def test_a_message_edited_then_deleted_changes_live_for_the_other_side(
+    browsers: Browsers, network: DevNetwork
+) -> None:
+    node_a, node_b = network.nodes
+    alice = browsers.login(node_a, "alice")
+    bob = browsers.login(node_b, "bob")
+    alice.open_conversation("bob")
+    bob.open_conversation("alice")
+    bob.page.evaluate("window.__sameDocument = true")
+
+    alice.send("The quarterly call moves to Tuesday")
+    expect(bob.message("quarterly call moves to Tuesday")).to_be_visible()
+    message_id = alice.message("quarterly call").get_attribute("data-id")
+    mine = alice.page.locator(f'#messages li[data-id="{message_id}"]')  # its text changes below
+    theirs = bob.page.locator(f'#messages li[data-id="{message_id}"]')
+
+    # Editing: Escape leaves it as it was; Enter saves, and bob's copy follows live.
+    mine.hover()
+    mine.get_by_role("button", name="Edit this message").click()
+    editor = mine.get_by_role("textbox", name="Edit message")
+    expect(editor).to_have_value("The quarterly call moves to Tuesday")
+    editor.fill("Thrown away")
+    editor.press("Escape")
+    expect(mine.locator(".body")).to_have_text("The quarterly call moves to Tuesday")
+    mine.hover()
+    mine.get_by_role("button", name="Edit this message").click()
+    editor.fill("The quarterly call moves to **Wednesday**")
+    editor.press("Enter")
+    expect(mine.locator(".body strong")).to_have_text("Wednesday")
+    expect(theirs.locator(".body strong")).to_have_text("Wednesday")
+    expect(theirs.locator(".edited")).to_have_text("edited")
+    expect(theirs).not_to_contain_text("Tuesday")
+
+    # Deleting for everyone: a marker stays in its place on both sides.
+    alice.send("The merger closes on Friday")
+    expect(bob.message("merger closes")).to_be_visible()
+    secret = alice.message("merger closes")
+    secret_id = secret.get_attribute("data-id")
+    secret.hover()
+    secret.get_by_role("button", name="Delete this message").click()
+    alice.page.get_by_role("button", name="Delete for everyone").click()
+    expect(secret).to_have_count(0)  # its text is gone from the page
+    gone = f'#messages li[data-id="{secret_id}"]'
+    expect(alice.page.locator(gone)).to_have_text(re.compile("You deleted this message"))
+    expect(bob.page.locator(gone)).to_have_text(re.compile("This message was deleted"))
+    expect(bob.page.locator("#messages")).not_to_contain_text("merger")
+
+    # Bob takes the edited one out of his own history; he cannot delete it for alice.
+    theirs.hover()
+    theirs.get_by_role("button", name="Delete this message").click()
+    expect(bob.page.get_by_role("button", name="Delete for everyone")).to_be_hidden()
+    bob.page.get_by_role("button", name="Delete for me").click()
+    expect(theirs).to_have_count(0)
+    assert bob.page.evaluate("window.__sameDocument === true")  # all of it live
+
+    bob.page.reload()
+    bob.open_conversation("alice")
+    expect(bob.page.locator(gone)).to_have_text(re.compile("This message was deleted"))
+    expect(theirs).to_have_count(0)
+    expect(mine.locator(".body strong")).to_have_text("Wednesday")  # alice keeps hers

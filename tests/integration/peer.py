@@ -129,9 +129,10 @@ class FakePeer:
         *,
         kind: str = "message",
         sent_at: int | None = None,
+        body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """A genuine envelope from ``sender`` (one of this peer's users); a ``kind``
-        other than a message has an empty body."""
+        other than a message has an empty body, unless ``body`` is given."""
         box_key = self.user(recipient)["box_key"]
         assert box_key, f"{recipient} has no published keys yet"
         envelope = seal_envelope(
@@ -142,7 +143,7 @@ class FakePeer:
             envelope_id=envelope_id or new_id(),
             sent_at=int(time.time() * 1000) if sent_at is None else sent_at,
             kind=kind,
-            body={"text": text} if kind == "message" else {},
+            body=body if body is not None else {"text": text} if kind == "message" else {},
         )
         return envelope.to_wire()
 

@@ -274,6 +274,14 @@ class SendMessage(Strict):
     )
 
 
+class EditMessage(Strict):
+    body: str = Field(
+        min_length=1,
+        pattern=r"[^\s\x1c-\x1f]",
+        description="the new text, not only white space; at most 64 KiB of UTF-8",
+    )
+
+
 class MessageView(BaseModel):
     id: str
     seq: int
@@ -293,6 +301,10 @@ class MessageView(BaseModel):
     )
     kind: Literal["text", "file"] = "text"
     file: FileView | None = Field(default=None, description="the attachment of a file message")
+    edited_at: int | None = Field(
+        default=None, description="when its sender last edited it (their clock, ms)"
+    )
+    deleted: bool = Field(default=False, description="deleted for everyone by its sender: the body is empty")
 
 
 class MessagePage(BaseModel):

@@ -75,6 +75,8 @@ def message_view(record: MessageRecord) -> dict[str, Any]:
         "direction": record.direction,
         "error": record.error,
         "kind": record.kind,
+        "edited_at": record.edited_at,
+        "deleted": record.deleted_at is not None,
     }
 
 
@@ -265,6 +267,21 @@ class MessagingService:
         self.events.publish(username, {"type": "message", "message": message_view(record)})
         self._wake()
         return record
+
+    async def seal_control(
+        self, username: str, peer: str, kind: str, body: dict[str, Any]
+    ) -> tuple[SealedEnvelope, int]:
+        """Seal an envelope that is not a message (an edit, a deletion) from ``username``
+        to ``peer``, stamped with the conversation's next ``sent_at``; queue it with
+        :meth:`enqueue` in the transaction that records what it says."""
+        recipient = await self._recipient(peer)
+        keys = self.keyring.require(username)
+        at = await self._next_sent_at(username, peer)
+        return self._seal(keys, username, recipient, new_id(), at, kind, body), at
+
+    async def enqueue(self, conn: Any, envelope: SealedEnvelope, now: int) -> None:
+        """Queue ``envelope`` in the caller's transaction; :meth:`wake` after it commits."""
+        await self._enqueue(conn, envelope, now)
 
     async def _next_sent_at(self, username: str, peer: str) -> int:
         """The sender's clock in ms, made strictly increasing per conversation.

@@ -42,6 +42,16 @@ from flamechat.storage.records import KnownUser, MessageRecord
 log = logging.getLogger(__name__)
 
 
+class AmendHandler(Protocol):
+    """What applies edits and deletions (``services/amends.py``) gives the receiving side."""
+
+    async def received(self, conn: Any, opened: OpenedEnvelope, now: int) -> list[tuple[str, dict[str, Any]]]:
+        """Apply an ``amend`` envelope in the receiving transaction; events to publish."""
+
+    async def arrived(self, conn: Any, record: MessageRecord) -> MessageRecord:
+        """A message was just stored: apply an amend that came before it."""
+
+
 class KindHandler(Protocol):
     """What a service that owns an envelope kind (files) gives the receiving side."""
 
@@ -102,7 +112,7 @@ def check_received(opened: OpenedEnvelope) -> None:
         json.dumps(opened.body, ensure_ascii=False).encode()
     except UnicodeEncodeError as exc:
         raise errors.EnvelopeRejected("the envelope's content is not valid UTF-8") from exc
-    text = opened.body.get("text") if opened.kind == "message" else None
+    text = opened.body.get("text") if opened.kind in ("message", "amend") else None
     if isinstance(text, str) and len(text.encode()) > MAX_BODY_BYTES:
         raise errors.MessageTooLarge(f"a message holds at most {MAX_BODY_BYTES} bytes of text", field="body")
 
@@ -127,11 +137,16 @@ class ReceivingService:
         self.clock = clock
         self.outgoing = outgoing  # queues the delivery receipts, wakes the delivery worker
         self._kinds: dict[str, KindHandler] = {}
+        self._amends: AmendHandler | None = None
         self.limits = limits  # per-sender rates of what peers deliver (not what this node collects)
 
     def register_kind(self, kind: str, handler: KindHandler) -> None:
         """Let another service accept envelopes of ``kind`` (files)."""
         self._kinds[kind] = handler
+
+    def register_amends(self, handler: AmendHandler) -> None:
+        """Let the amend service apply ``amend`` envelopes (edits, deletions)."""
+        self._amends = handler
 
     async def receive(
         self, from_node: str, wire: dict[str, Any], *, relayed: bool = False
@@ -245,6 +260,9 @@ class ReceivingService:
                 elif opened.kind == "receipt":
                     events += await self._apply_receipt(conn, opened)
                     stored = True
+                elif opened.kind == "amend" and self._amends is not None:
+                    events += await self._amends.received(conn, opened, now)
+                    stored = True
                 else:
                     record = await self._store_opened(conn, opened, now, after)
                     stored = record is not None
@@ -300,6 +318,8 @@ class ReceivingService:
         if record is not None and handler is not None:
             await handler.stored(conn, opened, now)
             after.append((handler, opened))
+        if record is not None and self._amends is not None:
+            record = await self._amends.arrived(conn, record)
         return record
 
     async def _check_origin(

@@ -127,6 +127,12 @@ class WaitingSends:
         """Look now (a login on this node: a recipient's first keys, or a sender's keys unlocked)."""
         self._wake.set()
 
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while waiting messages are sealed and taken: whoever changes one in
+        place (an edit, a deletion) holds it too, so a change cannot be lost to a seal."""
+        return self._lock
+
     def holds(self, owner: str, peer: str) -> bool:
         """Whether ``owner`` has messages waiting for ``peer`` (a new one must wait behind them)."""
         return (owner, peer) in self._pairs

@@ -167,6 +167,14 @@ async def attachments_for(
     return {r.message_id: _attachment(r) for r in rows.all()}
 
 
+async def forget_attachment(conn: AsyncConnection, owner: str, message_id: str) -> None:
+    """Delete a message's attachment row, and with it the file's key (its message was
+    deleted): the blob's ciphertext cannot be read any more, and a fetch stops."""
+    await conn.execute(
+        delete(attachments).where(attachments.c.owner == owner, attachments.c.message_id == message_id)
+    )
+
+
 async def due_fetches(conn: AsyncConnection, now: int, limit: int) -> list[AttachmentRecord]:
     rows = await conn.execute(
         select(attachments)

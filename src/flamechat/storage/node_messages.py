@@ -50,6 +50,8 @@ def message_record(row: object) -> MessageRecord:
         state=r["state"],
         error=r["error"],
         kind=r.get("kind", "text"),
+        edited_at=r.get("edited_at"),
+        deleted_at=r.get("deleted_at"),
     )
 
 

@@ -171,7 +171,21 @@ messages = Table(
     Column("state", String(10), nullable=False),
     Column("error", Text),
     Column("kind", String(8), nullable=False, default="text"),  # "text" or "file"
+    Column("edited_at", BigInteger),  # the sent_at of the sender's last edit
+    Column("deleted_at", BigInteger),  # deleted for everyone by its sender (body emptied)
     UniqueConstraint("owner", "id", name="uq_messages_owner_id"),
+)
+
+# An edit or deletion that arrived before the message it names; applied when it comes.
+early_amends = Table(
+    "early_amends",
+    metadata,
+    Column("owner", String(32), primary_key=True),
+    Column("message_id", String(36), primary_key=True),
+    Column("peer", String(32), nullable=False),
+    Column("text", Text),  # None: deleted
+    Column("amended_at", BigInteger, nullable=False),
+    Column("stored_at", BigInteger, nullable=False),
 )
 
 # Sealed envelopes waiting to leave this node.
@@ -291,6 +305,7 @@ blob_grants = Table(
 
 Index("ix_attachments_due", attachments.c.state, attachments.c.next_attempt_at)
 Index("ix_attachments_blob", attachments.c.blob_id)
+Index("ix_early_amends_stored", early_amends.c.stored_at)
 Index("ix_relay_recipient_node", relay_store.c.recipient_node, relay_store.c.seq)
 Index("ix_messages_order", messages.c.owner, messages.c.peer, messages.c.sent_at, messages.c.seq)
 Index("ix_messages_conversation", messages.c.owner, messages.c.peer, messages.c.seq)

@@ -63,6 +63,8 @@ class MessageRecord:
     state: str
     error: str | None
     kind: str = "text"
+    edited_at: int | None = None
+    deleted_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -182,3 +184,11 @@ class KeyWarning:
     old_sign_key: bytes
     new_sign_key: bytes
     changed_at: int
+
+
+@dataclass(frozen=True)
+class EarlyAmend:
+    """An edit (``text``) or deletion (``text`` None) kept until its message arrives."""
+
+    text: str | None
+    at: int

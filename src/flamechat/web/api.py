@@ -13,6 +13,7 @@ from sse_starlette.sse import EventSourceResponse
 from flamechat.protocol import errors, models
 from flamechat.protocol.ids import USERNAME_PATTERN
 from flamechat.services.accounts import AccountService, Session
+from flamechat.services.amends import AmendService
 from flamechat.services.blocks import BlockService
 from flamechat.services.directory_view import DirectoryView, shown_presence
 from flamechat.services.events import ENDED, EventHub
@@ -44,6 +45,9 @@ MESSAGE_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 SHUTDOWN = "_shutdown"  # internal to the events endpoint, never sent
 
 UserName = Annotated[str, Path(pattern=USERNAME_PATTERN, examples=["bob"])]
+MessageId = Annotated[
+    str, Path(pattern=MESSAGE_ID_PATTERN, examples=["0f3c2a9e-5b1d-4c8e-9a7f-2d6b8e1c4f00"])
+]
 # A tab's id, chosen by the page (a UUID); only ever compared with that user's tabs.
 TAB_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 TabId = Annotated[str, Path(pattern=TAB_PATTERN, examples=["0f3c2a9e-5b1d-4c8e-9a7f-2d6b8e1c4f00"])]
@@ -84,6 +88,7 @@ def api_router(
     limits: RateLimits,
     files: FileService,
     typing: TypingService,
+    amends: AmendService,
     node_id: str,
     cookie: str,
     session_ttl: int,
@@ -227,6 +232,30 @@ def api_router(
         record = await messaging.send(session.username, peer, body.body, body.id)
         return with_html(message_view(record))
 
+    @router.patch("/conversations/{peer}/messages/{message_id}", response_model=models.MessageView)
+    async def edit(
+        peer: UserName, message_id: MessageId, body: models.EditMessage, session: Writer
+    ) -> dict[str, Any]:
+        """Edit one's own text message: the recipient's copy changes too (an ``amend``
+        envelope, sealed like a message)."""
+        record = await amends.edit(session.username, peer, message_id, body.body)
+        return with_html(message_view(record))
+
+    @router.delete("/conversations/{peer}/messages/{message_id}", status_code=204)
+    async def delete(
+        peer: UserName,
+        message_id: MessageId,
+        session: Writer,
+        everyone: Annotated[
+            bool,
+            Query(description="delete one's own message for the recipient too, not only from one's history"),
+        ] = False,
+    ) -> None:
+        if everyone:
+            await amends.delete_for_everyone(session.username, peer, message_id)
+        else:
+            await amends.delete_for_me(session.username, peer, message_id)
+
     @router.post("/conversations/{peer}/read", response_model=models.ReadMarked)
     async def mark_read(peer: UserName, body: models.MarkRead, session: Writer) -> dict[str, Any]:
         return {"marked": await messaging.mark_read(session.username, peer, body.up_to)}
@@ -303,7 +332,7 @@ def api_router(
                         continue
                     if event.get("type") in (SHUTDOWN, ENDED):
                         return
-                    if event.get("type") == "message":
+                    if event.get("type") in ("message", "message_changed"):
                         shown = await files.decorate(session.username, [with_html(event["message"])])
                         event = {**event, "message": shown[0]}
                     yield {"event": str(event.get("type", "message")), "data": json.dumps(event)}

@@ -686,11 +686,22 @@
     if (li.dataset.keysChanged) state.keysChanged.set(li.dataset.username, Number(li.dataset.keysChanged));
   });
 
+  // A message taken out of this history (deleted for me, here or in another tab).
+  function removeMessage(id) {
+    const li = messageItem(id);
+    if (!li) return;
+    li.remove();
+    markDays();
+    $("no-messages").hidden = Boolean(document.querySelector("#messages li.message"));
+  }
+
   flame.chat = {
     peer: () => state.peer,
     displayName,
     renderMessage,
+    removeMessage,
     setMessageState,
+    loadUsers,
     onRender: (hook) => { renderHooks.push(hook); },
   };
 

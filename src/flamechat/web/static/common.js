@@ -102,7 +102,7 @@ const flame = (() => {
     const source = new EventSource(`/api/v1/events?tab=${tab}`);
     liveSource = source;
     source.addEventListener("alive", () => { heartbeat("stream"); });
-    for (const type of ["message", "message_state", "presence", "directory", "resync", "file", "keys_changed", "typing"]) {
+    for (const type of ["message", "message_state", "presence", "directory", "resync", "file", "keys_changed", "typing", "message_changed", "message_removed"]) {
       source.addEventListener(type, (e) => {
         let event;
         try { event = JSON.parse(e.data); } catch (exc) { return; }
