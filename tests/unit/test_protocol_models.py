@@ -264,6 +264,7 @@ PINNED_CODES = {
     "keys_changed": 409,
     "local_credentials_mismatch": 409,
     "user_blocked": 409,
+    "message_not_amendable": 409,
     "upload_offset_mismatch": 409,
     "file_not_ready": 409,
     "payload_too_large": 413,
