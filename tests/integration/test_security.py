@@ -324,7 +324,13 @@ def test_every_state_changing_local_call_needs_the_csrf_token_and_a_same_origin(
     node = net.nodes[0]
     carol = login(node, "carol", PASSWORDS["carol"])
     _, spec, _ = http_json("GET", node.url + "/api/v1/openapi.json")
-    ids = {"peer": "bob", "username": "bob", "upload_id": str(uuid.uuid4()), "tab": "tab-0123456789"}
+    ids = {
+        "peer": "bob",
+        "username": "bob",
+        "upload_id": str(uuid.uuid4()),
+        "message_id": str(uuid.uuid4()),
+        "tab": "tab-0123456789",
+    }
     checked = []
     for template, operations in spec["paths"].items():
         for method in operations:
