@@ -104,6 +104,8 @@ class Node:
             delay = min(delay * 2, 10.0)
 
     async def housekeeping(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.amends.forget_early()  # counts them: none kept, no lookup per message
         while True:
             await asyncio.sleep(60)
             with contextlib.suppress(Exception):
@@ -111,7 +113,7 @@ class Node:
             with contextlib.suppress(Exception):
                 await self.files.expire_uploads()
             with contextlib.suppress(Exception):
-                await self.amends.forget_early(self.settings.outbox_ttl)
+                await self.amends.forget_early()
 
 
 def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
@@ -243,7 +245,7 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
     )
     files.on_incoming(fetcher.wake)
     receiving.register_kind(FILE_KIND, files)  # a "file" envelope is stored by the file service
-    amends = AmendService(db, messaging, events, clock)
+    amends = AmendService(db, messaging, events, clock, keep_for=settings.outbox_ttl)
     receiving.register_amends(amends)
     return Node(
         settings,

@@ -206,6 +206,25 @@ def test_an_amend_that_comes_first_is_applied_when_its_message_comes_and_order_i
     assert copy(bob, "erin", message_id)["deleted"]  # type: ignore[index]  # a deletion is final
 
 
+def test_a_message_deleted_for_oneself_stays_out_when_a_late_copy_comes(
+    bob: ApiSession, erin: FakePeer
+) -> None:
+    """A retry or a relay may bring a message again after it was stored: one its
+    recipient deleted for themselves must not come back."""
+    wire = erin.seal("erin", "bob", "Sensitive: the layoff list")
+    assert erin.deliver(bob.node.url, wire).status == 200
+    copy_becomes(bob, "erin", wire["id"], body="Sensitive: the layoff list")
+    assert delete(bob, "erin", wire["id"], everyone=False)[0] == 204
+
+    again = erin.deliver(bob.node.url, wire)  # the same envelope, by another road
+    assert again.status == 200
+    later = erin.seal("erin", "bob", "Unrelated and new")
+    assert erin.deliver(bob.node.url, later).status == 200
+    copy_becomes(bob, "erin", later["id"], body="Unrelated and new")
+    assert copy(bob, "erin", wire["id"]) is None
+    assert found_by_search(bob, "layoff") == []
+
+
 def test_a_message_waiting_for_a_first_sign_in_changes_where_it_waits(
     net: DevNetwork, alice: ApiSession
 ) -> None:

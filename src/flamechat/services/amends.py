@@ -15,8 +15,15 @@ are bounded per pair and forgotten after the outbox's lifetime.
 
 A message that still waits for its recipient's first sign-in (nothing sealed
 yet) is changed where it waits, and nothing is sent. Deleting for oneself
-touches only one's own history. A deleted file message loses its attachment
+touches only one's own history; a received message so deleted is remembered
+(as a ``remove`` among the early amends), so that a late copy of it (a retry,
+a relay) does not bring it back. A deleted file message loses its attachment
 row, with the file's key: the ciphertext left on disk cannot be read.
+
+Every message received is looked up among the early amends, which are almost
+always none: the service counts them (an upper bound: a count that may be too
+high costs a lookup, one too low would lose an amend) and skips the lookup
+while there are none.
 """
 
 from __future__ import annotations
@@ -49,11 +56,16 @@ def changed_event(record: MessageRecord) -> dict[str, Any]:
 
 
 class AmendService:
-    def __init__(self, db: Database, messaging: MessagingService, events: EventHub, clock: Clock) -> None:
+    def __init__(
+        self, db: Database, messaging: MessagingService, events: EventHub, clock: Clock, *, keep_for: float
+    ) -> None:
         self.db = db
         self.messaging = messaging
         self.events = events
         self.clock = clock
+        self.keep_for = keep_for  # seconds an early amend waits for its message
+        self._early: int | None = None  # at least how many are kept (None: not counted yet: look)
+        self._kept = 0  # early amends kept so far: a count read meanwhile may be stale
 
     # --- the sender's side --------------------------------------------------------------
 
@@ -115,6 +127,8 @@ class AmendService:
                 await node_waiting.take(conn, username, [message_id])  # never sent now
             await node_files.forget_attachment(conn, username, message_id)
             removed = await node_amends.remove(conn, username, message_id)
+            if removed and record.direction == "in":  # a late copy of it must stay out
+                await self._keep(conn, username, peer, message_id, "remove", None, ms(self.clock))
         if removed:
             self.events.publish(username, {"type": "message_removed", "id": message_id, "conversation": peer})
 
@@ -175,16 +189,8 @@ class AmendService:
             return []
         record = await node_messages.find_message(conn, opened.recipient, target)
         if record is None:
-            await node_amends.keep_early(
-                conn,
-                owner=opened.recipient,
-                peer=opened.sender,
-                message_id=target,
-                text=text,
-                at=opened.sent_at,
-                now=now,
-                most=EARLY_PER_PAIR,
-            )
+            action = "delete" if text is None else "edit"
+            await self._keep(conn, opened.recipient, opened.sender, target, action, text, opened.sent_at)
             return []
         if record.direction != "in" or record.sender != opened.sender:
             log.info("ignoring amend %s: %s did not send message %s", opened.id, opened.sender, target)
@@ -192,12 +198,37 @@ class AmendService:
         changed = await self._apply(conn, record, text, opened.sent_at)
         return [] if changed is None else [(opened.recipient, changed_event(changed))]
 
-    async def arrived(self, conn: Any, record: MessageRecord) -> MessageRecord:
-        """A message just stored: apply the amend that came before it, if one did."""
+    async def arrived(self, conn: Any, record: MessageRecord) -> MessageRecord | None:
+        """A message just stored: apply the amend that came before it, if one did.
+        ``None`` if its recipient had deleted it for themselves (it is taken out again)."""
+        if self._early == 0:
+            return record
         early = await node_amends.take_early(conn, record.owner, record.id, record.sender)
         if early is None:
             return record
+        if early.action == "remove":
+            await node_files.forget_attachment(conn, record.owner, record.id)
+            await node_amends.remove(conn, record.owner, record.id)
+            await self._keep(conn, record.owner, record.sender, record.id, "remove", None, early.at)
+            return None
         return await self._apply(conn, record, early.text, early.at) or record
+
+    async def _keep(
+        self, conn: Any, owner: str, peer: str, message_id: str, action: str, text: str | None, at: int
+    ) -> None:
+        self._kept += 1
+        self._early = None if self._early is None else self._early + 1  # before it can commit
+        await node_amends.keep_early(
+            conn,
+            owner=owner,
+            peer=peer,
+            message_id=message_id,
+            action=action,
+            text=text,
+            at=at,
+            now=ms(self.clock),
+            most=EARLY_PER_PAIR,
+        )
 
     async def _apply(
         self, conn: Any, record: MessageRecord, text: str | None, at: int
@@ -206,10 +237,18 @@ class AmendService:
             return await self._mark_deleted(conn, record.owner, record.id, at)
         return await node_amends.edit(conn, record.owner, record.id, text, at)
 
-    async def forget_early(self, older_than: float) -> int:
-        """Forget amends whose message has not come in ``older_than`` seconds."""
+    async def forget_early(self) -> int:
+        """Forget amends whose message has not come in ``keep_for`` seconds, and count
+        those left (at start, then now and then: the count only grows in between)."""
+        kept = self._kept
         async with self.db.write() as conn:
-            return await node_amends.drop_early_before(conn, ms(self.clock) - int(older_than * 1000))
+            dropped = await node_amends.drop_early_before(conn, ms(self.clock) - int(self.keep_for * 1000))
+            counted = await node_amends.count_early(conn)
+        # Committed once the block returns: the count is what later writes build on.
+        # One kept meanwhile (in the same commit, after the count) may not be in it.
+        if self._kept == kept:
+            self._early = counted
+        return dropped
 
 
 def parse_amend(body: dict[str, Any]) -> tuple[str | None, str | None]:

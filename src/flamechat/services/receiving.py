@@ -48,8 +48,9 @@ class AmendHandler(Protocol):
     async def received(self, conn: Any, opened: OpenedEnvelope, now: int) -> list[tuple[str, dict[str, Any]]]:
         """Apply an ``amend`` envelope in the receiving transaction; events to publish."""
 
-    async def arrived(self, conn: Any, record: MessageRecord) -> MessageRecord:
-        """A message was just stored: apply an amend that came before it."""
+    async def arrived(self, conn: Any, record: MessageRecord) -> MessageRecord | None:
+        """A message was just stored: apply an amend that came before it (``None``:
+        its recipient had deleted it for themselves, and it is taken out again)."""
 
 
 class KindHandler(Protocol):

@@ -7,7 +7,7 @@ migration 0009): an edit re-indexes the message, a deletion empties it.
 
 from __future__ import annotations
 
-from sqlalchemy import and_, case, delete, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flamechat.storage.node_messages import insert_ignore, message_record
@@ -82,19 +82,21 @@ async def keep_early(
     owner: str,
     peer: str,
     message_id: str,
+    action: str,
     text: str | None,
     at: int,
     now: int,
     most: int,
 ) -> None:
-    """Keep an amend whose message has not arrived; the newer of two for one message
-    wins. At most ``most`` per (owner, peer): the oldest kept go first."""
+    """Keep an amend whose message is not here (not yet, or ``remove``d); of two for
+    one message the newer wins, and ``remove`` over all. At most ``most`` per
+    (owner, peer): the oldest kept go first."""
     e = early_amends.c
     existing = (
-        await conn.execute(select(e.amended_at).where(e.owner == owner, e.message_id == message_id))
-    ).scalar()
+        await conn.execute(select(e.action, e.amended_at).where(e.owner == owner, e.message_id == message_id))
+    ).first()
     if existing is not None:
-        if existing >= at:
+        if existing.action == "remove" or (action != "remove" and existing.amended_at >= at):
             return
         await conn.execute(delete(early_amends).where(e.owner == owner, e.message_id == message_id))
     await conn.execute(
@@ -103,6 +105,7 @@ async def keep_early(
             "owner": owner,
             "peer": peer,
             "message_id": message_id,
+            "action": action,
             "text": text,
             "amended_at": at,
             "stored_at": now,
@@ -124,10 +127,14 @@ async def take_early(conn: AsyncConnection, owner: str, message_id: str, peer: s
         await conn.execute(
             delete(early_amends)
             .where(e.owner == owner, e.message_id == message_id, e.peer == peer)
-            .returning(e.text, e.amended_at)
+            .returning(e.action, e.text, e.amended_at)
         )
     ).first()
-    return None if row is None else EarlyAmend(text=row.text, at=row.amended_at)
+    return None if row is None else EarlyAmend(action=row.action, text=row.text, at=row.amended_at)
+
+
+async def count_early(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.count()).select_from(early_amends))).scalar() or 0)
 
 
 async def drop_early_before(conn: AsyncConnection, before: int) -> int:

@@ -176,14 +176,16 @@ messages = Table(
     UniqueConstraint("owner", "id", name="uq_messages_owner_id"),
 )
 
-# An edit or deletion that arrived before the message it names; applied when it comes.
+# An edit or deletion that arrived before the message it names, applied when it comes;
+# or a received message deleted by its recipient for themselves ("remove"), kept out.
 early_amends = Table(
     "early_amends",
     metadata,
     Column("owner", String(32), primary_key=True),
     Column("message_id", String(36), primary_key=True),
     Column("peer", String(32), nullable=False),
-    Column("text", Text),  # None: deleted
+    Column("action", String(8), nullable=False),  # edit, delete, remove
+    Column("text", Text),  # the new text of an edit
     Column("amended_at", BigInteger, nullable=False),
     Column("stored_at", BigInteger, nullable=False),
 )

@@ -188,7 +188,9 @@ class KeyWarning:
 
 @dataclass(frozen=True)
 class EarlyAmend:
-    """An edit (``text``) or deletion (``text`` None) kept until its message arrives."""
+    """Kept until its message arrives: an ``edit`` (to ``text``), a ``delete`` (for
+    everyone, by the sender), or ``remove`` (its recipient deleted it for themselves)."""
 
+    action: str
     text: str | None
     at: int

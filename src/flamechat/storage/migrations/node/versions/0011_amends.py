@@ -4,7 +4,9 @@
 changed the row last (an older amend that arrives late changes nothing).
 ``early_amends`` keeps an amend that arrived before the message it names (they
 may travel by different roads: direct, relay, retry); it is applied when the
-message comes. Plain ``ADD COLUMN``: a batch rebuild of ``messages`` would drop
+message comes. It also keeps, as ``remove``, a received message its recipient
+deleted for themselves, so that a late copy of it (a retry, a relay) does not
+bring it back. Plain ``ADD COLUMN``: a batch rebuild of ``messages`` would drop
 the search index's triggers.
 
 Revision ID: 0011
@@ -28,7 +30,8 @@ def upgrade() -> None:
         sa.Column("owner", sa.String(32), primary_key=True),
         sa.Column("message_id", sa.String(36), primary_key=True),
         sa.Column("peer", sa.String(32), nullable=False),
-        sa.Column("text", sa.Text, nullable=True),  # None: deleted
+        sa.Column("action", sa.String(8), nullable=False),  # edit, delete, remove
+        sa.Column("text", sa.Text, nullable=True),  # the new text of an edit
         sa.Column("amended_at", sa.BigInteger, nullable=False),
         sa.Column("stored_at", sa.BigInteger, nullable=False),
     )
