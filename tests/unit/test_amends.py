@@ -3,15 +3,21 @@ anything a sending node could not have produced is dropped, never applied."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flamechat.services.amends import parse_amend
+from flamechat.crypto import OpenedEnvelope
+from flamechat.protocol.ids import new_id
+from flamechat.services.amends import AmendService, parse_amend
+from flamechat.services.events import EventHub
 from flamechat.services.messaging import MAX_BODY_BYTES
-from tests.unit.support import PROPERTY
+from flamechat.storage import node_amends, node_messages
+from flamechat.storage.database import Database
+from flamechat.storage.records import MessageRecord
+from tests.unit.support import PROPERTY, FakeClock
 
 ID = "0190c1de-7a00-7000-8000-000000000001"
 
@@ -49,3 +55,67 @@ def test_any_body_is_either_refused_or_names_a_bounded_message(body: dict[str, A
     else:
         assert 0 < len(target) <= 36
         assert text is None or text.strip()
+
+
+# --- the lookup every received message makes, skipped while no early amend is kept ----
+
+
+def opened_amend(message_id: str, text: str, at: int) -> OpenedEnvelope:
+    body = {"message_id": message_id, "text": text}
+    return OpenedEnvelope(id=new_id(), kind="amend", sender="erin", recipient="bob", sent_at=at, body=body)
+
+
+async def receive_message(
+    db: Database, amends: AmendService, message_id: str, text: str
+) -> MessageRecord | None:
+    async with db.write() as conn:
+        record = await node_messages.add_message(
+            conn,
+            owner="bob",
+            peer="erin",
+            message_id=message_id,
+            direction="in",
+            sender="erin",
+            recipient="bob",
+            body=text,
+            sent_at=1,
+            state="delivered",
+            now=1,
+        )
+        assert record is not None
+        return await amends.arrived(conn, record)
+
+
+async def test_early_amends_are_looked_up_only_while_some_are_kept(
+    node_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    amends = AmendService(node_db, cast(Any, None), EventHub(clock), clock, keep_for=60.0)
+    lookups = 0
+    take_early = node_amends.take_early
+
+    async def counted(*args: Any) -> Any:
+        nonlocal lookups
+        lookups += 1
+        return await take_early(*args)
+
+    monkeypatch.setattr(node_amends, "take_early", counted)
+    first = await receive_message(node_db, amends, new_id(), "before any count")
+    assert first is not None
+    assert lookups == 1  # not counted yet: looked up
+
+    await amends.forget_early()  # at start: none kept
+    await receive_message(node_db, amends, new_id(), "plain")
+    assert lookups == 1  # none kept: no lookup
+
+    later = new_id()
+    async with node_db.write() as conn:
+        assert await amends.received(conn, opened_amend(later, "edited before it came", 5), 5) == []
+    arrived = await receive_message(node_db, amends, later, "as first written")
+    assert arrived is not None
+    assert (arrived.body, arrived.edited_at) == ("edited before it came", 5)
+
+    clock.advance(61.0)
+    await amends.forget_early()  # used up, and the count follows
+    await receive_message(node_db, amends, new_id(), "plain again")
+    assert lookups == 2
