@@ -237,3 +237,47 @@ def test_a_message_edited_then_deleted_changes_live_for_the_other_side(
     expect(bob.page.locator(gone)).to_have_text(re.compile("This message was deleted"))
     expect(theirs).to_have_count(0)
     expect(mine.locator(".body strong")).to_have_text("Wednesday")  # alice keeps hers
+
+
+def test_a_reply_quotes_the_message_it_answers_and_the_quote_leads_back_to_it(
+    browsers: Browsers, network: DevNetwork
+) -> None:
+    node_a, node_b = network.nodes
+    alice = browsers.login(node_a, "alice")
+    bob = browsers.login(node_b, "bob")
+    alice.open_conversation("bob")
+    bob.open_conversation("alice")
+
+    alice.send("Which room is the board meeting in?")
+    question_id = alice.message("Which room is the board meeting in?").get_attribute("data-id")
+    mine = alice.page.locator(f'#messages li[data-id="{question_id}"]')  # a quote of it comes below
+    question = bob.page.locator(f'#messages li[data-id="{question_id}"]')
+    expect(question).to_have_text(re.compile("Which room is the board meeting in?"))
+    question.hover()
+    question.get_by_role("button", name="Reply to this message").click()
+    bar = bob.page.locator("#reply-bar")
+    expect(bar).to_contain_text("Replying to Alice: Which room is the board meeting in?")
+    bob.page.locator("#message-input").press("Escape")  # changed his mind
+    expect(bar).to_be_hidden()
+    question.hover()
+    question.get_by_role("button", name="Reply to this message").click()
+    bob.send("Room Bittern, third floor")
+    expect(bar).to_be_hidden()
+    expect(bob.message("Room Bittern").locator(".quote")).to_have_text(
+        "Alice: Which room is the board meeting in?"
+    )
+
+    answer = alice.message("Room Bittern")
+    expect(answer.locator(".quote")).to_have_text("You: Which room is the board meeting in?")
+    answer.locator(".quote").click()  # leads back to the question
+    expect(mine).to_have_class(re.compile(r"\bfound\b"))
+
+    # Alice edits her question: the quote in bob's reply follows, live.
+    mine.hover()
+    mine.get_by_role("button", name="Edit this message").click()
+    alice.page.get_by_role("textbox", name="Edit message").fill("Which room is the board dinner in?")
+    alice.page.get_by_role("textbox", name="Edit message").press("Enter")
+    expect(question.locator(".body")).to_have_text("Which room is the board dinner in?")
+    expect(bob.message("Room Bittern").locator(".quote")).to_have_text(
+        "Alice: Which room is the board dinner in?"
+    )

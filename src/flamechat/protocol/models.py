@@ -266,6 +266,9 @@ class TypingSent(BaseModel):
 
 class SendMessage(Strict):
     id: EnvelopeId | None = None
+    reply_to: EnvelopeId | None = Field(
+        default=None, description="the id of the message in this conversation that this one answers"
+    )
     body: str = Field(
         min_length=1,
         # something besides white space, as Python's str.isspace() counts it (messaging refuses the rest)
@@ -279,6 +282,15 @@ class EditMessage(Strict):
         min_length=1,
         pattern=r"[^\s\x1c-\x1f]",
         description="the new text, not only white space; at most 64 KiB of UTF-8",
+    )
+
+
+class Quote(BaseModel):
+    id: str
+    sender: str | None = Field(description="who wrote the quoted message; null when it is not here")
+    text: str = Field(description="its text as it is now (the first 200 characters)")
+    deleted: bool = Field(
+        description="deleted for everyone, or not in this history (never arrived, or deleted for oneself)"
     )
 
 
@@ -305,6 +317,9 @@ class MessageView(BaseModel):
         default=None, description="when its sender last edited it (their clock, ms)"
     )
     deleted: bool = Field(default=False, description="deleted for everyone by its sender: the body is empty")
+    reply_to: Quote | None = Field(
+        default=None, description="the message this one answers, as this side has it"
+    )
 
 
 class MessagePage(BaseModel):

@@ -62,7 +62,33 @@ class UserBlocked(errors.Conflict):
     code = "user_blocked"
 
 
-def message_view(record: MessageRecord) -> dict[str, Any]:
+QUOTE_CHARS = 200  # of the quoted message's text, in a reply's view
+
+
+def quote_view(reply_to: str, quoted: MessageRecord | None, conversation: str) -> dict[str, Any]:
+    """What a reply shows of the message it answers, from this side's own copy: its
+    text as it is now (edited, or ``deleted`` — also when not in this conversation's
+    history, never arrived or deleted for oneself)."""
+    if quoted is None or quoted.peer != conversation:
+        return {"id": reply_to, "sender": None, "text": "", "deleted": True}
+    if quoted.deleted_at is not None:
+        return {"id": reply_to, "sender": quoted.sender, "text": "", "deleted": True}
+    return {"id": reply_to, "sender": quoted.sender, "text": quoted.body[:QUOTE_CHARS], "deleted": False}
+
+
+def message_view(record: MessageRecord, quoted: dict[str, MessageRecord] | None = None) -> dict[str, Any]:
+    """A message as pages and scripts see it. ``quoted``: the messages replies may
+    quote (this owner's, by id); without it a reply's ``reply_to`` is left out
+    (a live change of a message already drawn keeps the quote the page shows)."""
+    view = _view(record)
+    if record.reply_to is None:
+        view["reply_to"] = None
+    elif quoted is not None:
+        view["reply_to"] = quote_view(record.reply_to, quoted.get(record.reply_to), record.peer)
+    return view
+
+
+def _view(record: MessageRecord) -> dict[str, Any]:
     return {
         "id": record.id,
         "seq": record.seq,
@@ -137,7 +163,9 @@ class MessagingService:
 
     # --- sending --------------------------------------------------------------------
 
-    async def send(self, username: str, peer: str, text: str, message_id: str | None = None) -> MessageRecord:
+    async def send(
+        self, username: str, peer: str, text: str, message_id: str | None = None, reply_to: str | None = None
+    ) -> MessageRecord:
         if len(text.encode()) > MAX_BODY_BYTES:
             raise errors.MessageTooLarge(
                 f"a message holds at most {MAX_BODY_BYTES} bytes of text", field="body"
@@ -145,11 +173,17 @@ class MessagingService:
         if not text.strip():
             raise errors.InvalidRequest("the message is empty", field="body")
         message_id = message_id or new_id()
+        if reply_to is not None:
+            async with self.db.read() as conn:
+                quoted = await node_messages.find_message(conn, username, reply_to)
+            if quoted is None or quoted.peer != peer:
+                raise errors.NotFound("the message replied to is not in this conversation", field="reply_to")
         recipient = await self.check_may_send(username, peer)
         await self.limits.hit("bytes", username, cost=max(1, len(text.encode())))
+        body: dict[str, Any] = {"text": text} if reply_to is None else {"text": text, "reply_to": reply_to}
         try:
             return await self.send_sealed(
-                username, peer, message_id, "message", {"text": text}, text, recipient=recipient
+                username, peer, message_id, "message", body, text, recipient=recipient, reply_to=reply_to
             )
         except AlreadyStored:
             async with self.db.read() as conn:
@@ -169,7 +203,9 @@ class MessagingService:
                 f"{recipient.username} has not signed in yet; write a new message and it will wait for them"
             )
         keys = self.keyring.require(username)
-        body = {"text": failed.body}
+        body: dict[str, Any] = {"text": failed.body}
+        if failed.reply_to is not None:
+            body["reply_to"] = failed.reply_to
         envelope = self._seal(keys, username, recipient, failed.id, failed.sent_at, "message", body)
         now = ms(self.clock)
         async with self.db.write() as conn:
@@ -220,6 +256,7 @@ class MessagingService:
         *,
         also: Callable[[Any, int], Awaitable[None]] | None = None,
         recipient: KnownUser | None = None,
+        reply_to: str | None = None,
     ) -> MessageRecord:
         """Seal ``body`` as ``kind``, then store history row, outbox entry and
         whatever ``also(conn, now)`` writes in one transaction.
@@ -242,10 +279,11 @@ class MessagingService:
                 history_kind="text" if kind == "message" else kind,
                 sent_at=now,
                 also=also,
+                reply_to=reply_to,
             )
             if held is None:
                 raise AlreadyStored(message_id)
-            self.events.publish(username, {"type": "message", "message": message_view(held)})
+            self.events.publish(username, {"type": "message", "message": await self.view(held)})
             return held
         envelope = self._seal(keys, username, recipient, message_id, now, kind, body)
         async with self.db.write() as conn:
@@ -258,13 +296,14 @@ class MessagingService:
                 sent_at=now,
                 state="pending",
                 kind="text" if kind == "message" else kind,
+                reply_to=reply_to,
             )
             if record is None:
                 raise AlreadyStored(message_id)
             if also is not None:
                 await also(conn, now)
             await self._enqueue(conn, envelope, now)
-        self.events.publish(username, {"type": "message", "message": message_view(record)})
+        self.events.publish(username, {"type": "message", "message": await self.view(record)})
         self._wake()
         return record
 
@@ -407,6 +446,18 @@ class MessagingService:
         next_cursor = encode_cursor(rows[0]) if rows and has_older else None
         newer_cursor = encode_cursor(rows[-1]) if rows and has_newer else None
         return rows, next_cursor, newer_cursor
+
+    async def views(self, owner: str, records: list[MessageRecord]) -> list[dict[str, Any]]:
+        """``owner``'s messages as pages see them, replies with their quotes (one read)."""
+        wanted = {r.reply_to for r in records if r.reply_to is not None}
+        quoted: dict[str, MessageRecord] = {}
+        if wanted:
+            async with self.db.read() as conn:
+                quoted = await node_messages.find_messages(conn, owner, wanted)
+        return [message_view(r, quoted) for r in records]
+
+    async def view(self, record: MessageRecord) -> dict[str, Any]:
+        return (await self.views(record.owner, [record]))[0]
 
     async def set_state(self, owner: str, message_id: str, state: str, error: str | None = None) -> None:
         await self.set_states(owner, [message_id], state, error)

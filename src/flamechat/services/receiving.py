@@ -118,6 +118,13 @@ def check_received(opened: OpenedEnvelope) -> None:
         raise errors.MessageTooLarge(f"a message holds at most {MAX_BODY_BYTES} bytes of text", field="body")
 
 
+def reply_target(opened: OpenedEnvelope) -> str | None:
+    """The message a received message answers, if it names one as a sending node
+    would (an id of at most 36 characters); anything else is ignored."""
+    value = opened.body.get("reply_to") if opened.kind == "message" else None
+    return value if isinstance(value, str) and 0 < len(value) <= 36 else None
+
+
 class ReceivingService:
     def __init__(
         self,
@@ -268,8 +275,11 @@ class ReceivingService:
                     record = await self._store_opened(conn, opened, now, after)
                     stored = record is not None
                     if record is not None:
+                        quoted = await node_messages.find_messages(
+                            conn, record.owner, [record.reply_to] if record.reply_to else []
+                        )
                         events.append(
-                            (opened.recipient, {"type": "message", "message": message_view(record)})
+                            (opened.recipient, {"type": "message", "message": message_view(record, quoted)})
                         )
                         if item.sender.box_key is not None and item.keys is not None:
                             key = (opened.recipient, opened.sender)
@@ -315,6 +325,7 @@ class ReceivingService:
             state="delivered",
             now=now,
             kind="text" if opened.kind == "message" else opened.kind,
+            reply_to=reply_target(opened),
         )
         if record is not None and handler is not None:
             await handler.stored(conn, opened, now)

@@ -157,6 +157,7 @@ class WaitingSends:
         history_kind: str,
         sent_at: int,
         also: Callable[[Any, int], Awaitable[None]] | None = None,
+        reply_to: str | None = None,
     ) -> MessageRecord | None:
         """Store the history row (state ``waiting``), whatever ``also(conn, sent_at)``
         writes, and the unsealed body, in one transaction; ``None`` if a message
@@ -175,6 +176,7 @@ class WaitingSends:
                     sent_at=sent_at,
                     state="waiting",
                     kind=history_kind,
+                    reply_to=reply_to,
                 )
                 if record is None:
                     return None

@@ -52,6 +52,7 @@ def message_record(row: object) -> MessageRecord:
         kind=r.get("kind", "text"),
         edited_at=r.get("edited_at"),
         deleted_at=r.get("deleted_at"),
+        reply_to=r.get("reply_to"),
     )
 
 
@@ -60,6 +61,18 @@ async def find_message(conn: AsyncConnection, owner: str, message_id: str) -> Me
         await conn.execute(select(messages).where(messages.c.owner == owner, messages.c.id == message_id))
     ).first()
     return None if row is None else message_record(row)
+
+
+async def find_messages(
+    conn: AsyncConnection, owner: str, message_ids: Collection[str]
+) -> dict[str, MessageRecord]:
+    """``owner``'s messages among ``message_ids`` (those not found are left out)."""
+    if not message_ids:
+        return {}
+    rows = await conn.execute(
+        select(messages).where(messages.c.owner == owner, messages.c.id.in_(list(message_ids)))
+    )
+    return {r.id: message_record(r) for r in rows.all()}
 
 
 async def add_message(
@@ -76,6 +89,7 @@ async def add_message(
     state: str,
     now: int,
     kind: str = "text",
+    reply_to: str | None = None,
 ) -> MessageRecord | None:
     """Insert a message; ``None`` if (owner, id) is already stored (idempotent)."""
     row = (
@@ -93,6 +107,7 @@ async def add_message(
                 "stored_at": now,
                 "state": state,
                 "kind": kind,
+                "reply_to": reply_to,
             },
         )
     ).first()
@@ -109,6 +124,7 @@ async def add_outgoing(
     sent_at: int,
     state: str,
     kind: str,
+    reply_to: str | None = None,
 ) -> MessageRecord | None:
     """A message ``owner`` writes to ``peer``, stored as it is sent; ``None`` if stored already."""
     return await add_message(
@@ -124,6 +140,7 @@ async def add_outgoing(
         state=state,
         now=sent_at,
         kind=kind,
+        reply_to=reply_to,
     )
 
 

@@ -173,6 +173,7 @@ messages = Table(
     Column("kind", String(8), nullable=False, default="text"),  # "text" or "file"
     Column("edited_at", BigInteger),  # the sent_at of the sender's last edit
     Column("deleted_at", BigInteger),  # deleted for everyone by its sender (body emptied)
+    Column("reply_to", String(36)),  # the id of the message it answers, as its sender sealed it
     UniqueConstraint("owner", "id", name="uq_messages_owner_id"),
 )
 

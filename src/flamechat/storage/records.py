@@ -65,6 +65,7 @@ class MessageRecord:
     kind: str = "text"
     edited_at: int | None = None
     deleted_at: int | None = None
+    reply_to: str | None = None
 
 
 @dataclass(frozen=True)

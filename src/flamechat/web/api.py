@@ -18,7 +18,7 @@ from flamechat.services.blocks import BlockService
 from flamechat.services.directory_view import DirectoryView, shown_presence
 from flamechat.services.events import ENDED, EventHub
 from flamechat.services.files import FileService
-from flamechat.services.messaging import MessagingService, message_view
+from flamechat.services.messaging import MessagingService
 from flamechat.services.ratelimit import RateLimits
 from flamechat.services.typing import TypingService
 from flamechat.services.waiting import has_keys
@@ -221,16 +221,17 @@ def api_router(
             # No history with them at all: a conversation with no one is 404, like sending to no one.
             with contextlib.suppress(errors.DirectoryUnavailable, errors.ServiceUnavailable):
                 await directory.resolve(peer)  # UnknownUser if the directory has no such user
+        views = await messaging.views(session.username, rows)
         return {
-            "messages": await files.decorate(session.username, [with_html(message_view(r)) for r in rows]),
+            "messages": await files.decorate(session.username, [with_html(v) for v in views]),
             "next_cursor": next_cursor,
             "newer_cursor": newer,
         }
 
     @router.post("/conversations/{peer}/messages", response_model=models.MessageView, status_code=201)
     async def send(peer: UserName, body: models.SendMessage, session: Writer) -> dict[str, Any]:
-        record = await messaging.send(session.username, peer, body.body, body.id)
-        return with_html(message_view(record))
+        record = await messaging.send(session.username, peer, body.body, body.id, body.reply_to)
+        return with_html(await messaging.view(record))
 
     @router.patch("/conversations/{peer}/messages/{message_id}", response_model=models.MessageView)
     async def edit(
@@ -239,7 +240,7 @@ def api_router(
         """Edit one's own text message: the recipient's copy changes too (an ``amend``
         envelope, sealed like a message)."""
         record = await amends.edit(session.username, peer, message_id, body.body)
-        return with_html(message_view(record))
+        return with_html(await messaging.view(record))
 
     @router.delete("/conversations/{peer}/messages/{message_id}", status_code=204)
     async def delete(

@@ -15,6 +15,7 @@
     keysChanged: new Map(), // username → when their keys changed, until confirmed (ms)
     verified: new Set(), // users whose safety number was compared, keys unchanged since
     keyless: new Set(), // users who never signed in: what we write them waits, nothing to verify
+    replyTo: null, // {id, sender, text}: the message the next one sent answers
   };
   const renderHooks = [];
 
@@ -251,6 +252,64 @@
     li.querySelector(".retry").hidden = newState !== "failed";
   }
 
+  // --- replies: the quote above a reply, and the message being replied to --------------
+
+  function quoteText(quote) {
+    if (quote.deleted) return "Original message deleted";
+    const who = quote.sender === me ? "You" : displayName(quote.sender || "");
+    return `${who}: ${quote.text.replace(/\s+/g, " ").trim()}`;
+  }
+
+  function showQuote(li, quote) {
+    let box = li.querySelector(".quote");
+    if (!quote) { if (box) box.remove(); return; }
+    if (!box) {
+      box = document.createElement("button");
+      box.type = "button";
+      box.className = "quote";
+      box.addEventListener("click", () => showQuoted(box.dataset.id));
+      li.insertBefore(box, li.querySelector(".body"));
+    }
+    box.dataset.id = quote.id;
+    box.dataset.deleted = quote.deleted ? "true" : "false";
+    box.textContent = quoteText(quote);
+    box.title = quote.deleted ? "" : "Show the message this answers";
+    box.disabled = quote.deleted;
+  }
+
+  // The quoted message changed (edited, deleted): every quote of it follows.
+  function updateQuotes(message) {
+    const quote = { id: message.id, sender: message.sender, text: message.body, deleted: Boolean(message.deleted) };
+    document.querySelectorAll(`#messages .quote[data-id="${CSS.escape(message.id)}"]`).forEach((box) => {
+      box.dataset.deleted = quote.deleted ? "true" : "false";
+      box.textContent = quoteText(quote);
+      box.disabled = quote.deleted;
+    });
+  }
+
+  function showQuoted(id) {
+    const li = messageItem(id);
+    if (!li) { openConversation(state.peer, { around: id }); return; }
+    li.scrollIntoView({ block: "center" });
+    li.classList.add("found");
+    setTimeout(() => li.classList.remove("found"), 2000);
+  }
+
+  function replyTo(li) {
+    state.replyTo = { id: li.dataset.id, sender: li.dataset.direction === "out" ? me : li.dataset.peer, text: li.dataset.text || "" };
+    $("reply-to-name").textContent = li.dataset.direction === "out" ? "yourself" : displayName(li.dataset.peer);
+    $("reply-to-text").textContent = (li.dataset.text || "").replace(/\s+/g, " ").trim().slice(0, 120);
+    $("reply-bar").hidden = false;
+    $("message-input").focus();
+  }
+
+  function cancelReply() {
+    state.replyTo = null;
+    $("reply-bar").hidden = true;
+  }
+  $("reply-cancel").addEventListener("click", () => { cancelReply(); $("message-input").focus(); });
+  $("message-input").addEventListener("keydown", (e) => { if (e.key === "Escape" && state.replyTo) cancelReply(); });
+
   // A page of history: its messages drawn, then the day lines mended once for them all.
   function renderPage(messages) {
     messages.forEach((m) => renderMessage(m, { days: false }));
@@ -302,6 +361,7 @@
     if (typeof message.html === "string") body.innerHTML = message.html;  // sanitised server-side (nh3)
     else body.textContent = message.body;
     li.dataset.text = message.body;
+    if (message.reply_to !== undefined) showQuote(li, message.reply_to); // absent: keep what is drawn
     const when = new Date(message.sent_at);
     const time = li.querySelector("time");
     time.textContent = timeLabel(when);
@@ -403,6 +463,7 @@
 
   async function openConversation(peer, { around = null } = {}) {
     const token = ++state.opening;
+    if (peer !== state.peer) cancelReply(); // a reply is to someone in this conversation
     state.peer = peer;
     const conversation = $("conversation");
     delete conversation.dataset.peer;
@@ -491,10 +552,11 @@
     $("load-older").hidden = !page.next_cursor;
   }
 
-  async function post(peer, id, text) {
+  async function post(peer, id, text, replyId = null) {
     $("send-error").hidden = true;
     try {
-      const saved = await api("POST", `/conversations/${encodeURIComponent(peer)}/messages`, { id, body: text });
+      const payload = replyId ? { id, body: text, reply_to: replyId } : { id, body: text };
+      const saved = await api("POST", `/conversations/${encodeURIComponent(peer)}/messages`, payload);
       if (saved.state === "waiting" && !state.keyless.has(peer)) {
         state.keyless.add(peer);
         if (state.peer === peer) showBlocked();
@@ -527,12 +589,16 @@
     if (!text.trim() || !state.peer || input.disabled) return;
     const id = uuid4();
     const peer = state.peer;
+    const quote = state.replyTo;
     const olderPage = !$("jump-latest").hidden; // reading an older page (a search hit)
-    renderMessage({ id, direction: "out", state: "pending", body: text, sent_at: Date.now(), conversation: peer })
-      .dataset.optimistic = "true";
+    renderMessage({
+      id, direction: "out", state: "pending", body: text, sent_at: Date.now(), conversation: peer,
+      reply_to: quote ? { ...quote, deleted: false } : null,
+    }).dataset.optimistic = "true";
     scrollToEnd();
     input.value = "";
-    await post(peer, id, text);
+    cancelReply();
+    await post(peer, id, text, quote ? quote.id : null);
     // The reply goes after the latest messages, not after a gap: show those with it.
     const mine = messageItem(id);
     if (olderPage && state.peer === peer && mine && mine.dataset.state !== "failed") openConversation(peer);
@@ -700,6 +766,8 @@
     displayName,
     renderMessage,
     removeMessage,
+    replyTo,
+    updateQuotes,
     setMessageState,
     loadUsers,
     onRender: (hook) => { renderHooks.push(hook); },

@@ -1,8 +1,10 @@
-"""What a received ``amend`` envelope may say (services/amends.py::parse_amend):
-anything a sending node could not have produced is dropped, never applied."""
+"""What a received ``amend`` envelope or reply may say (``parse_amend``,
+``reply_target``): anything a sending node could not have produced is dropped,
+never applied; the early-amend lookup; and what a reply's quote shows."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -13,7 +15,8 @@ from flamechat.crypto import OpenedEnvelope
 from flamechat.protocol.ids import new_id
 from flamechat.services.amends import AmendService, parse_amend
 from flamechat.services.events import EventHub
-from flamechat.services.messaging import MAX_BODY_BYTES
+from flamechat.services.messaging import MAX_BODY_BYTES, QUOTE_CHARS, quote_view
+from flamechat.services.receiving import reply_target
 from flamechat.storage import node_amends, node_messages
 from flamechat.storage.database import Database
 from flamechat.storage.records import MessageRecord
@@ -119,3 +122,44 @@ async def test_early_amends_are_looked_up_only_while_some_are_kept(
     await amends.forget_early()  # used up, and the count follows
     await receive_message(node_db, amends, new_id(), "plain again")
     assert lookups == 2
+
+
+# --- replies: what a received reply may name, and what a quote shows ------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "target"),
+    [
+        ({"text": "yes", "reply_to": ID}, "message", ID),
+        ({"text": "yes"}, "message", None),
+        ({"text": "yes", "reply_to": ""}, "message", None),
+        ({"text": "yes", "reply_to": "x" * 37}, "message", None),
+        ({"text": "yes", "reply_to": ["a"]}, "message", None),
+        ({"reply_to": ID}, "file", None),
+    ],
+)
+def test_a_reply_names_its_message_only_as_a_sending_node_would(
+    body: dict[str, Any], kind: str, target: str | None
+) -> None:
+    opened = OpenedEnvelope(id=new_id(), kind=kind, sender="erin", recipient="bob", sent_at=1, body=body)
+    assert reply_target(opened) == target
+
+
+def quoted(**changes: Any) -> MessageRecord:
+    record = MessageRecord(1, "bob", "erin", ID, "in", "erin", "bob", "Which room?", 1, "read", None)
+    return replace(record, **changes)
+
+
+def test_a_quote_shows_this_sides_copy_as_it_is_now() -> None:
+    assert quote_view(ID, quoted(), "erin") == {
+        "id": ID,
+        "sender": "erin",
+        "text": "Which room?",
+        "deleted": False,
+    }
+    assert quote_view(ID, quoted(body="x" * 500), "erin")["text"] == "x" * QUOTE_CHARS
+    gone = {"id": ID, "sender": "erin", "text": "", "deleted": True}
+    assert quote_view(ID, quoted(body="", deleted_at=5), "erin") == gone
+    missing = {"id": ID, "sender": None, "text": "", "deleted": True}
+    assert quote_view(ID, None, "erin") == missing
+    assert quote_view(ID, quoted(peer="carol"), "erin") == missing  # another conversation's

@@ -1,7 +1,7 @@
 "use strict";
-// Editing and deleting messages. One's own text messages can be edited (in place:
-// Enter saves, Escape cancels) and deleted for everyone; any message can be deleted
-// from one's own history. The node sends the change to the other side, sealed; what
+// What can be done with a message: reply to it (the composer quotes it), edit one's own
+// text message (in place: Enter saves, Escape cancels), delete one's own for everyone,
+// and delete any from one's own history. The node sends the change to the other side, sealed; what
 // comes back live ("message_changed", "message_removed") is drawn the same way in
 // every tab. Texts go through the server's sanitised HTML or textContent only.
 
@@ -48,21 +48,27 @@
     let actions = meta.querySelector(".actions");
     if (!actions) {
       actions = el("span", "actions");
+      const reply = el("button", "link reply", "Reply");
+      reply.type = "button";
+      reply.addEventListener("click", () => chat.replyTo(li));
       const edit = el("button", "link edit", "Edit");
       edit.type = "button";
       edit.addEventListener("click", () => startEditing(li));
       const remove = el("button", "link delete", "Delete");
       remove.type = "button";
       remove.addEventListener("click", () => askDelete(li));
-      actions.append(edit, " ", remove);
+      actions.append(reply, " ", edit, " ", remove);
       meta.append(" ", actions);
     }
+    actions.querySelector(".reply").hidden = li.dataset.deleted === "true" || li.dataset.state === "failed";
+    actions.querySelector(".reply").setAttribute("aria-label", "Reply to this message");
     actions.querySelector(".edit").hidden = !mayEdit(li);
     actions.querySelector(".edit").setAttribute("aria-label", "Edit this message");
     actions.querySelector(".delete").setAttribute("aria-label", "Delete this message");
   });
 
   on("message_changed", (event) => {
+    chat.updateQuotes(event.message); // replies that quote it show it as it is now
     if (event.message.conversation !== chat.peer()) {
       if (event.message.deleted) chat.loadUsers(); // an unread one that went counts no more
       return;
