@@ -103,13 +103,19 @@ class AmendService:
         record = await self._own(username, peer, message_id, "deleted for everyone")
         if record.deleted_at is not None:
             return record
-        if record.state in ("waiting", "failed"):
+        if record.state == "waiting":
             deleted = await self._delete_unsent(username, record)
             if deleted is not None:
                 return deleted
-        envelope, at = await self.messaging.seal_control(
-            username, peer, AMEND_KIND, {"message_id": message_id, "deleted": True}
-        )
+        try:
+            envelope, at = await self.messaging.seal_control(
+                username, peer, AMEND_KIND, {"message_id": message_id, "deleted": True}
+            )
+        except (errors.RecipientNotReady, errors.UnknownUser):
+            if record.state != "failed":
+                raise
+            # Failed, and nobody to seal to now (the account was closed): it is theirs no more.
+            return await self._delete_unsent(username, record) or record
         async with self.db.write() as conn:
             deleted = await self._mark_deleted(conn, username, message_id, at)
             if deleted is None:  # another tab deleted it first
@@ -161,8 +167,10 @@ class AmendService:
         return edited
 
     async def _delete_unsent(self, username: str, record: MessageRecord) -> MessageRecord | None:
-        """Delete a message that never left (waiting, or failed): nothing to tell anyone.
-        ``None`` if a waiting one was sealed and queued meanwhile."""
+        """Delete a message here only: one that never left (waiting), or a failed one
+        with nobody to tell. ``None`` if a waiting one was sealed and queued meanwhile.
+        (A failed message may have reached a relay before it failed: while its
+        recipient has keys, its deletion is sent like any other.)"""
         at = ms(self.clock)
         async with self.messaging.waiting.lock, self.db.write() as conn:
             if record.state == "waiting" and not await node_waiting.take(conn, username, [record.id]):
