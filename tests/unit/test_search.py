@@ -314,6 +314,15 @@ def test_the_migration_reindexes_messages_stored_before_it(tmp_path: Path) -> No
     assert owners_of("ready", "bob") == ["bob"]
     with sqlite3.connect(path) as conn:  # the counts the search plans with, taken from the old rows
         assert sorted(conn.execute("SELECT owner, messages FROM search_owners")) == [("alice", 1), ("bob", 1)]
+    with sqlite3.connect(path) as conn:  # the later migrations kept the index's triggers
+        conn.execute(
+            "INSERT INTO messages (owner, peer, id, direction, sender, recipient, body, sent_at, stored_at,"
+            " state, kind) VALUES ('alice', 'bob', 'm9', 'in', 'bob', 'alice', 'forecast attached', 2, 2,"
+            " 'read', 'text')"
+        )
+        conn.execute("UPDATE messages SET body = 'forecast revised' WHERE id = 'm9'")
+    assert owners_of("revised", "alice") == ["alice"]
+    assert owners_of("attached", "alice") == []
     command.downgrade(config, "0008")  # and back, should an operator need to
     with sqlite3.connect(path) as conn:
         assert conn.execute(
