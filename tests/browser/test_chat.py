@@ -281,3 +281,26 @@ def test_a_reply_quotes_the_message_it_answers_and_the_quote_leads_back_to_it(
     expect(bob.message("Room Bittern").locator(".quote")).to_have_text(
         "Alice: Which room is the board dinner in?"
     )
+
+
+def test_a_message_sent_from_a_computer_whose_clock_is_behind_takes_its_place_by_the_nodes_clock(
+    browsers: Browsers, network: DevNetwork
+) -> None:
+    node_a, node_b = network.nodes
+    # Alice's laptop clock is ten minutes slow: her page first draws what she sends by it.
+    alice = browsers.open(node_a, "alice")
+    alice.context.add_init_script("{ const real = Date.now; Date.now = () => real() - 600000; }")
+    log_in(alice)
+    bob = browsers.login(node_b, "bob")
+    alice.open_conversation("bob")
+
+    bob.open_conversation("alice")
+    bob.send("Are the slides final?")
+    expect(alice.message("Are the slides final?")).to_be_visible()
+    alice.send("Yes, sent them an hour ago")
+    expect(alice.message("Yes, sent them an hour ago")).to_have_attribute(
+        "data-state", re.compile("sent|delivered|read")
+    )
+    bodies = alice.page.locator("#messages li.message .body")
+    expect(bodies.last).to_have_text("Yes, sent them an hour ago")  # after bob's, as on his page
+    assert bodies.all_inner_texts()[-2:] == ["Are the slides final?", "Yes, sent them an hour ago"]

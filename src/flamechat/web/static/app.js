@@ -372,7 +372,11 @@
     const next = known && message.state !== "failed" && ORDER.indexOf(message.state) < ORDER.indexOf(known)
       ? known : message.state;
     showState(li, next, message.error);
-    if (fresh) {
+    // Drawn before the node answered, it was placed by this computer's clock: the node's
+    // sent_at (and seq) decide where it goes, whatever that clock says.
+    const moved = !fresh && Number.isFinite(message.seq)
+      && (li.dataset.sentAt !== String(Number(message.sent_at)) || li.dataset.seq !== String(message.seq));
+    if (fresh || moved) {
       place(li, message);
       if (days) markDays();
     }
