@@ -245,7 +245,7 @@ def build_node(settings: NodeSettings, clock: Clock | None = None) -> Node:
     )
     files.on_incoming(fetcher.wake)
     receiving.register_kind(FILE_KIND, files)  # a "file" envelope is stored by the file service
-    amends = AmendService(db, messaging, events, clock, keep_for=settings.outbox_ttl)
+    amends = AmendService(db, messaging, files, events, clock, keep_for=settings.outbox_ttl)
     receiving.register_amends(amends)
     return Node(
         settings,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,9 +17,9 @@ import pytest
 from flamechat.devnet import DevNetwork
 from flamechat.protocol.ids import new_id
 from tests.conftest import PASSWORDS, make_network
-from tests.integration.files_support import download, send_file, wait_file_state
+from tests.integration.files_support import blob_files, download, send_file, wait_file_state
 from tests.integration.peer import FakePeer
-from tests.support import ApiSession, EventStream, eventually, login, server_errors
+from tests.support import ApiSession, EventStream, data_dir, eventually, login, server_errors
 
 pytestmark = pytest.mark.integration
 
@@ -118,9 +119,13 @@ def test_deleting_for_everyone_empties_both_copies_and_the_search(alice: ApiSess
 def test_a_file_deleted_for_everyone_can_no_longer_be_opened_on_either_side(
     alice: ApiSession, bob: ApiSession
 ) -> None:
+    disks = [Path(data_dir(session.node)) for session in (alice, bob)]
+    before = [set(blob_files(disk)) for disk in disks]
     sent = send_file(alice, "bob", b"board minutes, draft 3\n" * 100, name="minutes.txt", mime="text/plain")
     wait_file_state(bob, "alice", sent["id"])
     assert download(bob, sent["id"])[0] == 200
+    blobs = [set(blob_files(disk)) - old for disk, old in zip(disks, before, strict=True)]
+    assert [len(new) for new in blobs] == [1, 1]  # alice's upload, bob's fetched copy
     status, body = edit(alice, "bob", sent["id"], "minutes-final.txt")
     assert (status, body["error"]["code"]) == (409, "message_not_amendable")  # files are not edited
 
@@ -130,6 +135,10 @@ def test_a_file_deleted_for_everyone_can_no_longer_be_opened_on_either_side(
     assert download(bob, sent["id"])[0] == 404  # its key went with it
     assert download(alice, sent["id"])[0] == 404
     assert found_by_search(bob, "minutes") == []
+    eventually(  # nothing needs the ciphertext any more, on either node: it is gone from disk
+        lambda: not any(path.exists() for new in blobs for path in new),
+        what="both copies of the blob removed",
+    )
 
 
 def test_only_the_sender_amends_for_everyone_and_anyone_deletes_for_themselves(

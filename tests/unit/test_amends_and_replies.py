@@ -93,7 +93,7 @@ async def test_early_amends_are_looked_up_only_while_some_are_kept(
     node_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = FakeClock()
-    amends = AmendService(node_db, cast(Any, None), EventHub(clock), clock, keep_for=60.0)
+    amends = AmendService(node_db, cast(Any, None), cast(Any, None), EventHub(clock), clock, keep_for=60.0)
     lookups = 0
     take_early = node_amends.take_early
 

@@ -18,7 +18,8 @@ yet) is changed where it waits, and nothing is sent. Deleting for oneself
 touches only one's own history; a received message so deleted is remembered
 (as a ``remove`` among the early amends), so that a late copy of it (a retry,
 a relay) does not bring it back. A deleted file message loses its attachment
-row, with the file's key: the ciphertext left on disk cannot be read.
+row, with the file's key, and its blob is removed from disk once nothing here
+needs it (the sender's copy stays while a recipient may still fetch it).
 
 Every message received is looked up among the early amends, which are almost
 always none: the service counts them (an upper bound: a count that may be too
@@ -36,8 +37,9 @@ from flamechat.crypto import OpenedEnvelope
 from flamechat.protocol import errors
 from flamechat.services.clock import Clock, ms
 from flamechat.services.events import EventHub
+from flamechat.services.files import FileService
 from flamechat.services.messaging import MAX_BODY_BYTES, MessagingService, message_view
-from flamechat.storage import node_amends, node_files, node_messages, node_waiting
+from flamechat.storage import node_amends, node_messages, node_waiting
 from flamechat.storage.database import Database
 from flamechat.storage.records import MessageRecord
 
@@ -57,12 +59,23 @@ def changed_event(record: MessageRecord) -> dict[str, Any]:
 
 class AmendService:
     def __init__(
-        self, db: Database, messaging: MessagingService, events: EventHub, clock: Clock, *, keep_for: float
+        self,
+        db: Database,
+        messaging: MessagingService,
+        files: FileService,
+        events: EventHub,
+        clock: Clock,
+        *,
+        keep_for: float,
     ) -> None:
         self.db = db
         self.messaging = messaging
+        self.files = files
         self.events = events
         self.clock = clock
+        # Blobs of file messages deleted in a transaction, removed from disk after it
+        # (``reclaim`` looks again first: one whose transaction was rolled back stays).
+        self._blobs: set[str] = set()
         self.keep_for = keep_for  # seconds an early amend waits for its message
         self._early: int | None = None  # at least how many are kept (None: not counted yet: look)
         self._kept = 0  # early amends kept so far: a count read meanwhile may be stale
@@ -117,10 +130,11 @@ class AmendService:
             # Failed, and nobody to seal to now (the account was closed): it is theirs no more.
             return await self._delete_unsent(username, record) or record
         async with self.db.write() as conn:
-            deleted = await self._mark_deleted(conn, username, message_id, at)
+            deleted = await self._mark_deleted(conn, username, message_id, at, revoke_from=peer)
             if deleted is None:  # another tab deleted it first
                 return await self._find(username, peer, message_id)
             await self.messaging.enqueue(conn, envelope, ms(self.clock))
+        await self.after_commit()
         self.events.publish(username, changed_event(deleted))
         self.messaging.wake()
         return deleted
@@ -131,10 +145,11 @@ class AmendService:
         async with self.db.write() as conn:
             if record.state == "waiting":
                 await node_waiting.take(conn, username, [message_id])  # never sent now
-            await node_files.forget_attachment(conn, username, message_id)
+            await self._forget_file(conn, username, message_id)  # a recipient keeps their grant
             removed = await node_amends.remove(conn, username, message_id)
             if removed and record.direction == "in":  # a late copy of it must stay out
                 await self._keep(conn, username, peer, message_id, "remove", None, ms(self.clock))
+        await self.after_commit()
         if removed:
             self.events.publish(username, {"type": "message_removed", "id": message_id, "conversation": peer})
 
@@ -175,17 +190,32 @@ class AmendService:
         async with self.messaging.waiting.lock, self.db.write() as conn:
             if record.state == "waiting" and not await node_waiting.take(conn, username, [record.id]):
                 return None
-            deleted = await self._mark_deleted(conn, username, record.id, at)
+            deleted = await self._mark_deleted(conn, username, record.id, at, revoke_from=record.peer)
+        await self.after_commit()
         if deleted is not None:
             self.events.publish(username, changed_event(deleted))
         return deleted or record
 
-    @staticmethod
-    async def _mark_deleted(conn: Any, owner: str, message_id: str, at: int) -> MessageRecord | None:
+    async def _mark_deleted(
+        self, conn: Any, owner: str, message_id: str, at: int, *, revoke_from: str | None = None
+    ) -> MessageRecord | None:
         deleted = await node_amends.mark_deleted(conn, owner, message_id, at)
         if deleted is not None:
-            await node_files.forget_attachment(conn, owner, message_id)
+            await self._forget_file(conn, owner, message_id, revoke_from=revoke_from)
         return deleted
+
+    async def _forget_file(
+        self, conn: Any, owner: str, message_id: str, *, revoke_from: str | None = None
+    ) -> None:
+        blob_id = await self.files.forget(conn, owner, message_id, revoke_from=revoke_from)
+        if blob_id is not None:
+            self._blobs.add(blob_id)
+
+    async def after_commit(self) -> None:
+        """Remove from disk the blobs of deleted file messages that nothing needs now."""
+        if self._blobs:
+            blobs, self._blobs = self._blobs, set()
+            await self.files.reclaim(blobs)
 
     # --- the recipient's side -------------------------------------------------------------
 
@@ -215,7 +245,7 @@ class AmendService:
         if early is None:
             return record
         if early.action == "remove":
-            await node_files.forget_attachment(conn, record.owner, record.id)
+            await self._forget_file(conn, record.owner, record.id)
             await node_amends.remove(conn, record.owner, record.id)
             await self._keep(conn, record.owner, record.sender, record.id, "remove", None, early.at)
             return None

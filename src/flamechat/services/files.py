@@ -24,7 +24,7 @@ import contextlib
 import hashlib
 import io
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -486,6 +486,32 @@ class FileService:
 
     def after_commit(self, opened: OpenedEnvelope) -> None:
         self._wake_fetcher()
+
+    # --- deleted file messages ------------------------------------------------------------
+
+    async def forget(
+        self, conn: Any, owner: str, message_id: str, *, revoke_from: str | None = None
+    ) -> str | None:
+        """In the caller's transaction: drop a deleted message's attachment (with the
+        file's key) and, with ``revoke_from``, that recipient's grant to fetch the blob.
+        Returns the blob's id, to :meth:`reclaim` once committed."""
+        blob_id = await node_files.forget_attachment(conn, owner, message_id)
+        if blob_id is not None and revoke_from is not None:
+            await node_files.revoke(conn, blob_id, revoke_from)
+        return blob_id
+
+    async def reclaim(self, blob_ids: Iterable[str]) -> int:
+        """Remove the blobs (and partial fetches) of these ids that nothing here needs
+        any more; looked at again first, so an id whose deletion was rolled back stays."""
+        removed = 0
+        for blob_id in set(blob_ids):
+            async with self.db.read() as conn:
+                if await node_files.blob_in_use(conn, blob_id):
+                    continue
+            for path in (self.blobs.blob_path(blob_id), self.blobs.incoming_path(blob_id)):
+                await asyncio.to_thread(self.blobs.remove, path)
+            removed += 1
+        return removed
 
     # --- views and serving ------------------------------------------------------------
 

@@ -52,6 +52,9 @@ class AmendHandler(Protocol):
         """A message was just stored: apply an amend that came before it (``None``:
         its recipient had deleted it for themselves, and it is taken out again)."""
 
+    async def after_commit(self) -> None:
+        """After the receiving transaction: what applying amends leaves to do (blobs)."""
+
 
 class KindHandler(Protocol):
     """What a service that owns an envelope kind (files) gives the receiving side."""
@@ -291,6 +294,8 @@ class ReceivingService:
                     await self.outgoing.queue_receipt(conn, keys, recipient, sender, "delivered", chunk, now)
         for handler, opened in after:
             handler.after_commit(opened)
+        if self._amends is not None:
+            await self._amends.after_commit()
         for owner, event in events:
             self.events.publish(owner, event)
         if to_receipt:

@@ -167,12 +167,26 @@ async def attachments_for(
     return {r.message_id: _attachment(r) for r in rows.all()}
 
 
-async def forget_attachment(conn: AsyncConnection, owner: str, message_id: str) -> None:
+async def forget_attachment(conn: AsyncConnection, owner: str, message_id: str) -> str | None:
     """Delete a message's attachment row, and with it the file's key (its message was
-    deleted): the blob's ciphertext cannot be read any more, and a fetch stops."""
-    await conn.execute(
-        delete(attachments).where(attachments.c.owner == owner, attachments.c.message_id == message_id)
-    )
+    deleted): the blob's ciphertext cannot be read any more, and a fetch stops.
+    Returns the blob's id, if there was an attachment."""
+    row = (
+        await conn.execute(
+            delete(attachments)
+            .where(attachments.c.owner == owner, attachments.c.message_id == message_id)
+            .returning(attachments.c.blob_id)
+        )
+    ).first()
+    return None if row is None else str(row.blob_id)
+
+
+async def blob_in_use(conn: AsyncConnection, blob_id: str) -> bool:
+    """Whether an attachment of anyone here, or a grant to another node's user, needs the blob."""
+    for table in (attachments, blob_grants):
+        if (await conn.execute(select(table.c.blob_id).where(table.c.blob_id == blob_id).limit(1))).first():
+            return True
+    return False
 
 
 async def due_fetches(conn: AsyncConnection, now: int, limit: int) -> list[AttachmentRecord]:
@@ -226,6 +240,13 @@ async def grant(conn: AsyncConnection, blob_id: str, recipient: str, *, now: int
     ).first()
     if exists is None:
         await conn.execute(insert(blob_grants).values(blob_id=blob_id, recipient=recipient, created_at=now))
+
+
+async def revoke(conn: AsyncConnection, blob_id: str, recipient: str) -> None:
+    """``recipient``'s node may fetch the blob no more (its message was deleted for everyone)."""
+    await conn.execute(
+        delete(blob_grants).where(blob_grants.c.blob_id == blob_id, blob_grants.c.recipient == recipient)
+    )
 
 
 async def grantees(conn: AsyncConnection, blob_id: str) -> list[str]:
