@@ -4,7 +4,9 @@ never applied; the early-amend lookup; and what a reply's quote shows."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -12,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flamechat.crypto import OpenedEnvelope
+from flamechat.protocol import errors
 from flamechat.protocol.ids import new_id
 from flamechat.services.amends import AmendService, parse_amend
 from flamechat.services.events import EventHub
@@ -163,3 +166,61 @@ def test_a_quote_shows_this_sides_copy_as_it_is_now() -> None:
     missing = {"id": ID, "sender": None, "text": "", "deleted": True}
     assert quote_view(ID, None, "erin") == missing
     assert quote_view(ID, quoted(peer="carol"), "erin") == missing  # another conversation's
+
+
+# --- deleting a failed message for everyone ---------------------------------------------
+
+
+class FakeMessaging:
+    """What deleting for everyone asks of messaging: a seal (or a refusal), and the outbox."""
+
+    def __init__(self, refusal: Exception | None = None) -> None:
+        self.refusal = refusal
+        self.queued: list[str] = []
+        self.waiting = SimpleNamespace(lock=asyncio.Lock())
+
+    async def seal_control(
+        self, username: str, peer: str, kind: str, body: dict[str, Any]
+    ) -> tuple[Any, int]:
+        if self.refusal is not None:
+            raise self.refusal
+        return SimpleNamespace(id=new_id(), kind=kind, body=body), 7
+
+    async def enqueue(self, conn: Any, envelope: Any, now: int) -> None:
+        self.queued.append(envelope.body["message_id"])
+
+    def wake(self) -> None:
+        pass
+
+
+class NoFiles:
+    async def forget(self, conn: Any, owner: str, message_id: str, *, revoke_from: str | None = None) -> None:
+        return None
+
+
+async def failed_message(db: Database) -> str:
+    message_id = new_id()
+    async with db.write() as conn:
+        await node_messages.add_outgoing(
+            conn, owner="alice", peer="bob", message_id=message_id, body="Figures: 41M", sent_at=1,
+            state="failed", kind="text",
+        )  # fmt: skip
+    return message_id
+
+
+@pytest.mark.parametrize("bob_can_be_told", [True, False])
+async def test_a_failed_message_deleted_for_everyone_is_told_while_its_recipient_can_be(
+    node_db: Database, bob_can_be_told: bool
+) -> None:
+    """It may have reached a relay before it failed: the deletion goes too, unless
+    there is nobody to seal it to (then it is deleted here alone)."""
+    messaging = FakeMessaging(None if bob_can_be_told else errors.RecipientNotReady("bob has no keys"))
+    clock = FakeClock()
+    amends = AmendService(
+        node_db, cast(Any, messaging), cast(Any, NoFiles()), EventHub(clock), clock, keep_for=60
+    )
+    message_id = await failed_message(node_db)
+    deleted = await amends.delete_for_everyone("alice", "bob", message_id)
+    assert deleted.deleted_at is not None
+    assert deleted.body == ""
+    assert messaging.queued == ([message_id] if bob_can_be_told else [])
