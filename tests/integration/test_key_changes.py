@@ -24,7 +24,7 @@ def test_a_changed_key_stops_those_who_wrote_before_until_they_confirm(
     bob = login(node2, "bob", PASSWORDS["bob"])
     alice = login(node1, "alice", PASSWORDS["alice"])
     carol = login(node1, "carol", PASSWORDS["carol"])
-    alice.send("bob", "written under bob's first keys")
+    first = alice.send("bob", "written under bob's first keys")
     assert alice.listed("bob")["keys_changed_at"] is None
 
     with EventStream(alice) as alice_tab:
@@ -44,6 +44,10 @@ def test_a_changed_key_stops_those_who_wrote_before_until_they_confirm(
     assert status == 409, body
     assert body["error"]["code"] == "keys_changed"
     assert body["error"]["details"]["username"] == "bob"
+    # An edit is new text too: not sealed to unconfirmed keys either.
+    edit = {"body": "edited: sealed to whom?"}
+    status, body = alice.call("PATCH", f"/api/v1/conversations/bob/messages/{first['id']}", edit)
+    assert (status, body["error"]["code"]) == (409, "keys_changed")
 
     # carol had never written with bob: his current keys are simply the ones she meets.
     assert carol.listed("bob")["keys_changed_at"] is None

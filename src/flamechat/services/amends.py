@@ -94,7 +94,9 @@ class AmendService:
             raise MessageNotAmendable("a file cannot be edited; delete it and send another", field="id")
         if record.body == text:
             return record
-        await self.messaging.limits.hit("messages", username)  # an edit costs what a message does
+        # New text is written like a message: not to someone blocked, not sealed to keys
+        # that changed unconfirmed, and within the same rates.
+        await self.messaging.check_may_send(username, peer)
         await self.messaging.limits.hit("bytes", username, cost=max(1, len(text.encode())))
         if record.state == "waiting":
             edited = await self._edit_waiting(username, message_id, text)
