@@ -210,6 +210,15 @@ def test_a_message_edited_then_deleted_changes_live_for_the_other_side(
     expect(theirs.locator(".edited")).to_have_text("edited")
     expect(theirs).not_to_contain_text("Tuesday")
 
+    # The up arrow in an empty message box edits one's last message; Escape goes back to the box.
+    composer = alice.page.locator("#message-input")
+    composer.focus()
+    composer.press("ArrowUp")
+    expect(editor).to_have_value("The quarterly call moves to **Wednesday**")
+    editor.press("Escape")
+    expect(composer).to_be_focused()
+    expect(mine.locator(".body strong")).to_have_text("Wednesday")
+
     # Deleting for everyone: a marker stays in its place on both sides.
     alice.send("The merger closes on Friday")
     expect(bob.message("merger closes")).to_be_visible()

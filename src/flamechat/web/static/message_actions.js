@@ -81,7 +81,7 @@
 
   // --- editing ---------------------------------------------------------------------------
 
-  function startEditing(li) {
+  function startEditing(li, done = () => {}) {
     if (li.querySelector(".edit-form")) return;
     const body = li.querySelector(".body");
     const before = [...body.childNodes];
@@ -102,7 +102,7 @@
     input.focus();
     input.setSelectionRange(input.value.length, input.value.length);
 
-    function stop() { body.replaceChildren(...before); }
+    function stop() { body.replaceChildren(...before); done(); }
     cancel.addEventListener("click", stop);
     input.addEventListener("keydown", (e) => {
       if (e.key === "Escape") { e.preventDefault(); stop(); }
@@ -118,6 +118,7 @@
         const message = await api("PATCH", path(li), { body: text });
         body.replaceChildren(); // the editor goes; the node's answer is drawn in its place
         chat.renderMessage(message);
+        done();
       } catch (exc) {
         error.textContent = exc.message;
         error.hidden = false;
@@ -125,6 +126,18 @@
       }
     });
   }
+
+  // Up arrow in an empty message box edits one's last message (as in other chat apps);
+  // Escape or saving brings the typing back to the box.
+  $("message-input").addEventListener("keydown", (e) => {
+    if (e.key !== "ArrowUp" || e.target.value || e.isComposing) return;
+    const mine = [...document.querySelectorAll("#messages li.message.out")].filter(mayEdit);
+    if (!mine.length) return;
+    e.preventDefault();
+    const last = mine[mine.length - 1];
+    last.scrollIntoView({ block: "nearest" });
+    startEditing(last, () => $("message-input").focus());
+  });
 
   // --- deleting --------------------------------------------------------------------------
 
