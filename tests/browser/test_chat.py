@@ -313,3 +313,19 @@ def test_a_message_sent_from_a_computer_whose_clock_is_behind_takes_its_place_by
     bodies = alice.page.locator("#messages li.message .body")
     expect(bodies.last).to_have_text("Yes, sent them an hour ago")  # after bob's, as on his page
     assert bodies.all_inner_texts()[-2:] == ["Are the slides final?", "Yes, sent them an hour ago"]
+
+
+def test_a_draft_stays_with_its_conversation_and_never_goes_to_another(
+    browsers: Browsers, network: DevNetwork
+) -> None:
+    alice = browsers.login(network.nodes[0], "alice")
+    composer = alice.page.locator("#message-input")
+    alice.open_conversation("bob")
+    composer.fill("Bob: the offer is 41M, keep it quiet")
+    alice.open_conversation("carol")
+    expect(composer).to_have_value("")  # nothing written to bob is left in carol's box
+    composer.fill("Carol: lunch?")
+    alice.open_conversation("bob")
+    expect(composer).to_have_value("Bob: the offer is 41M, keep it quiet")
+    alice.open_conversation("carol")
+    expect(composer).to_have_value("Carol: lunch?")

@@ -303,6 +303,17 @@
     $("message-input").focus();
   }
 
+  // Unsent text stays with its conversation, in this tab's memory only (never written
+  // to the browser's storage: a draft may be as confidential as what is sent).
+  const drafts = new Map();
+  function keepDraft(next) {
+    const input = $("message-input");
+    if (state.peer && input.value.trim()) drafts.set(state.peer, input.value);
+    else if (state.peer) drafts.delete(state.peer);
+    input.value = drafts.get(next) || "";
+    drafts.delete(next);
+  }
+
   function cancelReply() {
     state.replyTo = null;
     $("reply-bar").hidden = true;
@@ -467,7 +478,10 @@
 
   async function openConversation(peer, { around = null } = {}) {
     const token = ++state.opening;
-    if (peer !== state.peer) cancelReply(); // a reply is to someone in this conversation
+    if (peer !== state.peer) {
+      cancelReply(); // a reply is to someone in this conversation
+      keepDraft(peer); // what was being written to one person is never sent to another
+    }
     state.peer = peer;
     const conversation = $("conversation");
     delete conversation.dataset.peer;
