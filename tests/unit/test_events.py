@@ -14,6 +14,7 @@ from flamechat.services.events import (
     ENDED_SESSIONS_SECONDS,
     MAX_POLLING_TABS,
     MAX_STREAMS,
+    PROBATION_SECONDS,
     QUEUE_LENGTH,
     EventHub,
     Subscription,
@@ -332,3 +333,36 @@ def test_the_memory_of_logged_out_sessions_is_bounded_in_count() -> None:
     assert len(hub._ended_sessions) == ENDED_SESSIONS
     assert "session-0" not in hub._ended_sessions
     assert f"session-{ENDED_SESSIONS + 9}" in hub._ended_sessions
+
+
+def test_a_closing_pages_last_poll_after_its_stream_ended_holds_the_user_for_seconds_only() -> None:
+    """The page is closed: its stream ends, and its error handler, running as the page
+    dies, sends one polling beat. That lease is on probation: without a second beat
+    it ends within seconds, not a whole ``tab_timeout`` (45 s) later."""
+    hub, clock, changes = hub_with_clock(45.0)
+    hub.unsubscribe(hub.subscribe("alice", "tab-1"))  # the page was closed
+    assert hub.heartbeat("alice", "tab-1")  # its dying beat
+    assert hub.connected() == {"alice"}
+    clock.advance(PROBATION_SECONDS)
+    hub.sweep()
+    assert hub.connected() == set()
+    assert changes == [("alice", True), ("alice", False), ("alice", True), ("alice", False)]
+
+
+def test_a_tab_that_polls_on_after_its_stream_dropped_is_confirmed_by_its_second_beat() -> None:
+    hub, clock, _changes = hub_with_clock(45.0)
+    hub.unsubscribe(hub.subscribe("alice", "tab-1"))  # the stream dropped; the page lives on
+    assert hub.heartbeat("alice", "tab-1")  # first beat: on probation
+    clock.advance(2.0)
+    assert hub.heartbeat("alice", "tab-1")  # the second, as the page sends it: confirmed
+    clock.advance(44.0)
+    hub.sweep()
+    assert hub.connected() == {"alice"}  # a whole tab_timeout from the last beat
+    clock.advance(1.0)
+    hub.sweep()
+    assert hub.connected() == set()
+    # A tab that never had a stream (it always polled) is not on probation.
+    assert hub.heartbeat("alice", "tab-2")
+    clock.advance(PROBATION_SECONDS + 1)
+    hub.sweep()
+    assert hub.connected() == {"alice"}

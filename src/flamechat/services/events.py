@@ -12,7 +12,9 @@ stream's ``alive`` events, or on a timer while it polls instead). A stream
 whose client vanished without closing its connection (a laptop shut, a cable
 pulled) still looks open to the server until TCP gives up, minutes later;
 a tab not heard from for ``tab_timeout`` seconds is dropped by :meth:`EventHub.sweep`
-(its stream is ended), and its user goes offline if it was their last.
+(its stream is ended), and its user goes offline if it was their last. The first
+polling lease of a tab whose stream just ended is on probation (``PROBATION_SECONDS``)
+until its second beat: a page being closed may send one beat as it dies.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ ENDED = "_ended"  # put in a dropped stream's queue so that its feed ends; never
 # a request is still being handled, so minutes are plenty; the count is bounded.
 ENDED_SESSIONS_SECONDS = 300.0
 ENDED_SESSIONS = 4096
+# A tab whose stream ended and which then polls holds a lease; but a page being closed
+# may send one polling beat as it dies (its stream's error handler runs first). So the
+# first lease after a stream ended is on probation: it lasts this long unless a second
+# beat confirms it (the page sends one within seconds), not a whole tab_timeout.
+PROBATION_SECONDS = 6.0
+ENDED_STREAMS = 10_000
 
 
 @dataclass(eq=False)  # compared and hashed by identity: each tab is its own subscription
@@ -59,6 +67,7 @@ class EventHub:
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._listeners: list[Callable[[str, bool], None]] = []
         self._ended_sessions: dict[str, float] = {}  # session -> when it ended, oldest first
+        self._ended_streams: dict[tuple[str, str], float] = {}  # (user, tab) -> when, oldest first
 
     @property
     def alive_every(self) -> float:
@@ -77,6 +86,7 @@ class EventHub:
         if session in self._ended_sessions:
             _end(sub)
             return sub
+        self._ended_streams.pop((username, sub.tab), None)
         first = not self._subs[username]
         subs = self._subs[username]
         subs.difference_update([s for s in subs if s.tab == sub.tab and not s.stream])
@@ -113,7 +123,10 @@ class EventHub:
         leases = sorted((s for s in subs if not s.stream), key=lambda s: s.seen_at)
         for oldest in leases[: max(0, len(leases) - MAX_POLLING_TABS + 1)]:
             subs.discard(oldest)  # bounded; the user still holds the newer ones
-        subs.add(Subscription(username, tab, now, stream=False, session=session))
+        seen = now
+        if self._ended_streams.pop((username, tab), None) is not None:
+            seen = now - self.tab_timeout + min(PROBATION_SECONDS, self.tab_timeout)  # on probation
+        subs.add(Subscription(username, tab, seen, stream=False, session=session))
         if first:
             self._tell(username, True)
         return True
@@ -143,6 +156,12 @@ class EventHub:
         if not subs or sub not in subs:
             return
         subs.discard(sub)
+        if sub.stream:
+            key = (sub.username, sub.tab)
+            self._ended_streams.pop(key, None)  # kept oldest first
+            self._ended_streams[key] = self.clock.now()
+            while len(self._ended_streams) > ENDED_STREAMS:
+                del self._ended_streams[next(iter(self._ended_streams))]
         if not subs:
             del self._subs[sub.username]
             self._tell(sub.username, False)
@@ -156,6 +175,8 @@ class EventHub:
             self._ended_sessions and now - next(iter(self._ended_sessions.values())) >= ENDED_SESSIONS_SECONDS
         ):
             del self._ended_sessions[next(iter(self._ended_sessions))]
+        while self._ended_streams and now - next(iter(self._ended_streams.values())) >= self.tab_timeout:
+            del self._ended_streams[next(iter(self._ended_streams))]
         gone = [s for subs in self._subs.values() for s in subs if now - s.seen_at >= self.tab_timeout]
         for sub in gone:
             self.unsubscribe(sub)

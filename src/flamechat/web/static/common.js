@@ -72,15 +72,18 @@ const flame = (() => {
   }
   let polling = null;
   let leaseTimer = null;
-  async function keepPolledTabOpen() {
+  // The beat after the first comes within seconds: a lease opened just after this tab's
+  // stream ended is on probation at the node until a second beat says the tab lives on.
+  async function keepPolledTabOpen(first = false) {
     leaseTimer = null;
     await heartbeat();
-    if (polling && !leaseTimer) leaseTimer = setTimeout(keepPolledTabOpen, Math.max(500, (tabTimeout * 1000) / 3));
+    const next = first ? 2000 : Math.max(500, (tabTimeout * 1000) / 3);
+    if (polling && !leaseTimer) leaseTimer = setTimeout(keepPolledTabOpen, next);
   }
   function startPolling() {
     if (polling) return;
     polling = setInterval(() => emit({ type: "poll" }), 3000);
-    keepPolledTabOpen();
+    keepPolledTabOpen(true);
   }
   function stopPolling() {
     if (polling) { clearInterval(polling); polling = null; }
