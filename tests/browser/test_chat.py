@@ -8,11 +8,21 @@ import pytest
 from playwright.sync_api import Route, expect
 
 from flamechat.devnet import DevNetwork
-from tests.browser.conftest import Browsers, log_in
+from tests.browser.conftest import Browsers, User, log_in
 from tests.conftest import PASSWORDS
 from tests.support import login
 
 pytestmark = pytest.mark.browser
+
+
+def in_conversation(browsers: Browsers, network: DevNetwork) -> tuple[User, User]:
+    """alice on the first node and bob on the second, each with the other's conversation open."""
+    node_a, node_b = network.nodes
+    alice = browsers.login(node_a, "alice")
+    bob = browsers.login(node_b, "bob")
+    alice.open_conversation("bob")
+    bob.open_conversation("alice")
+    return alice, bob
 
 
 def test_wrong_password_is_refused_on_the_login_page(browsers: Browsers, network: DevNetwork) -> None:
@@ -115,11 +125,7 @@ def test_enter_sends_and_shift_enter_breaks_the_line(browsers: Browsers, network
 def test_a_send_that_fails_can_be_retried_without_a_duplicate(
     browsers: Browsers, network: DevNetwork
 ) -> None:
-    node_a, node_b = network.nodes
-    alice = browsers.login(node_a, "alice")
-    bob = browsers.login(node_b, "bob")
-    alice.open_conversation("bob")
-    bob.open_conversation("alice")
+    alice, bob = in_conversation(browsers, network)
 
     # The network drops the first attempt: the message says so and offers a retry.
     route = re.compile(r"/api/v1/conversations/bob/messages$")
@@ -180,11 +186,7 @@ def test_without_server_sent_events_the_page_polls(browsers: Browsers, network: 
 def test_a_message_edited_then_deleted_changes_live_for_the_other_side(
     browsers: Browsers, network: DevNetwork
 ) -> None:
-    node_a, node_b = network.nodes
-    alice = browsers.login(node_a, "alice")
-    bob = browsers.login(node_b, "bob")
-    alice.open_conversation("bob")
-    bob.open_conversation("alice")
+    alice, bob = in_conversation(browsers, network)
     bob.page.evaluate("window.__sameDocument = true")
 
     alice.send("The quarterly call moves to Tuesday")
@@ -251,11 +253,7 @@ def test_a_message_edited_then_deleted_changes_live_for_the_other_side(
 def test_a_reply_quotes_the_message_it_answers_and_the_quote_leads_back_to_it(
     browsers: Browsers, network: DevNetwork
 ) -> None:
-    node_a, node_b = network.nodes
-    alice = browsers.login(node_a, "alice")
-    bob = browsers.login(node_b, "bob")
-    alice.open_conversation("bob")
-    bob.open_conversation("alice")
+    alice, bob = in_conversation(browsers, network)
 
     alice.send("Which room is the board meeting in?")
     question_id = alice.message("Which room is the board meeting in?").get_attribute("data-id")

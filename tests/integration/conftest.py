@@ -10,9 +10,11 @@ import pytest
 
 from flamechat.devnet import DevNetwork
 from tests.conftest import PASSWORDS, make_network
+from tests.integration.peer import FakePeer
 from tests.support import ApiSession, login
 
 NetworkFactory = Callable[..., DevNetwork]
+ERIN_PASSWORD = "erin-password"  # lives on a test's own fake node (``erin``)
 
 
 @pytest.fixture
@@ -44,3 +46,16 @@ def alice(net: DevNetwork) -> ApiSession:
 def bob(net: DevNetwork) -> ApiSession:
     """Logged in once, so he has keys and others can write to him."""
     return login(net.nodes[1], "bob", PASSWORDS["bob"])
+
+
+def network_with_erin(root: Path) -> DevNetwork:
+    """The usual network, plus an account for erin, whom a test's fake node hosts."""
+    return make_network(root, users={**PASSWORDS, "erin": ERIN_PASSWORD})
+
+
+@pytest.fixture(scope="module")
+def erin(net: DevNetwork, bob: ApiSession) -> FakePeer:
+    """A node of the test's own, home of erin, able to seal and sign anything as her
+    (for modules whose ``net`` is a :func:`network_with_erin`)."""
+    assert net.directory is not None
+    return FakePeer.home_of(net.directory.url, "erin", ERIN_PASSWORD)

@@ -16,30 +16,21 @@ import pytest
 
 from flamechat.devnet import DevNetwork
 from flamechat.protocol.ids import new_id
-from tests.conftest import PASSWORDS, make_network
+from tests.integration.conftest import network_with_erin
 from tests.integration.files_support import blob_files, download, send_file, wait_file_state
 from tests.integration.peer import FakePeer
 from tests.support import ApiSession, EventStream, data_dir, eventually, login, server_errors
 
 pytestmark = pytest.mark.integration
 
-ERIN_PASSWORD = "erin-password"  # lives on the test's own fake node
-
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
-    network = make_network(tmp_path_factory.mktemp("amends"), users={**PASSWORDS, "erin": ERIN_PASSWORD})
+    network = network_with_erin(tmp_path_factory.mktemp("amends"))
     try:
         yield network
     finally:
         network.stop()
-
-
-@pytest.fixture(scope="module")
-def erin(net: DevNetwork, bob: ApiSession) -> FakePeer:
-    """A node of the test's own, home of erin, able to seal and sign anything as her."""
-    assert net.directory is not None
-    return FakePeer.home_of(net.directory.url, "erin", ERIN_PASSWORD)
 
 
 def edit(session: ApiSession, peer: str, message_id: str, text: str) -> tuple[int, dict[str, Any]]:

@@ -11,31 +11,23 @@ from typing import Any
 import pytest
 
 from flamechat.devnet import DevNetwork
-from tests.conftest import PASSWORDS, make_network
+from tests.integration.conftest import network_with_erin
 from tests.integration.peer import FakePeer
 from tests.support import ApiSession, EventStream, eventually
 
 pytestmark = pytest.mark.integration
 
-ERIN_PASSWORD = "erin-password"  # lives on the test's own fake node
 # A node sends one notice per conversation a second, and shows one per pair a second.
 NEXT_NOTICE = 1.1
 
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwork]:
-    network = make_network(tmp_path_factory.mktemp("typing"), users={**PASSWORDS, "erin": ERIN_PASSWORD})
+    network = network_with_erin(tmp_path_factory.mktemp("typing"))
     try:
         yield network
     finally:
         network.stop()
-
-
-@pytest.fixture(scope="module")
-def erin(net: DevNetwork, bob: ApiSession) -> FakePeer:
-    """A node of the test's own, home of erin, able to sign anything."""
-    assert net.directory is not None
-    return FakePeer.home_of(net.directory.url, "erin", ERIN_PASSWORD)
 
 
 def typing(session: ApiSession, peer: str) -> bool:

@@ -90,6 +90,10 @@ class AmendService:
         if not text.strip():
             raise errors.InvalidRequest("the message is empty; delete it instead", field="body")
         record = await self._own(username, peer, message_id, "edited")
+        if record.deleted_at is not None:
+            raise MessageNotAmendable("this message was deleted", field="id")
+        if record.state == "failed":
+            raise MessageNotAmendable("this message was not sent; send it again or delete it", field="id")
         if record.kind != "text":
             raise MessageNotAmendable("a file cannot be edited; delete it and send another", field="id")
         if record.body == text:
@@ -166,17 +170,13 @@ class AmendService:
         record = await self._find(username, peer, message_id)
         if record.direction != "out":
             raise MessageNotAmendable(f"only your own messages can be {what}", field="id")
-        if record.deleted_at is not None and what == "edited":
-            raise MessageNotAmendable("this message was deleted", field="id")
-        if record.state == "failed" and what == "edited":
-            raise MessageNotAmendable("this message was not sent; send it again or delete it", field="id")
         return record
 
     async def _edit_waiting(self, username: str, message_id: str, text: str) -> MessageRecord | None:
         """Change a message that waits unsealed; ``None`` if it was sealed meanwhile."""
         at = ms(self.clock)
         async with self.messaging.waiting.lock, self.db.write() as conn:
-            if not await node_amends.edit_waiting(conn, username, message_id, json.dumps({"text": text})):
+            if not await node_waiting.set_body(conn, username, message_id, json.dumps({"text": text})):
                 return None
             edited = await node_amends.edit(conn, username, message_id, text, at)
         if edited is not None:

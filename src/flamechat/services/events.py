@@ -24,7 +24,7 @@ import secrets
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from flamechat.services.clock import Clock, SystemClock
 
@@ -35,6 +35,7 @@ MAX_POLLING_TABS = 64  # per user: a page that polls holds a lease, not a stream
 # copied into. Past this, opening one more ends the oldest (a real person has a
 # few tabs; a script opening thousands would otherwise hold the node's memory).
 MAX_STREAMS = 32
+K = TypeVar("K")
 ENDED = "_ended"  # put in a dropped stream's queue so that its feed ends; never sent
 # Logged-out sessions remembered, so that a request let in just before the logout
 # (a stream opening, a polling tab's beat) cannot open a tab for it just after. Such
@@ -66,8 +67,8 @@ class EventHub:
         self.tab_timeout = tab_timeout
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._listeners: list[Callable[[str, bool], None]] = []
-        self._ended_sessions: dict[str, float] = {}  # session -> when it ended, oldest first
-        self._ended_streams: dict[tuple[str, str], float] = {}  # (user, tab) -> when, oldest first
+        self._ended_sessions: RecentKeys[str] = RecentKeys(ENDED_SESSIONS)  # logged-out sessions
+        self._ended_streams: RecentKeys[tuple[str, str]] = RecentKeys(ENDED_STREAMS)  # (user, tab)
 
     @property
     def alive_every(self) -> float:
@@ -136,10 +137,7 @@ class EventHub:
         at their next missed heartbeat (a stream would carry messages meanwhile).
         Returns how many tabs it ended."""
         if session:
-            self._ended_sessions.pop(session, None)  # kept oldest first
-            self._ended_sessions[session] = self.clock.now()
-            while len(self._ended_sessions) > ENDED_SESSIONS:
-                del self._ended_sessions[next(iter(self._ended_sessions))]
+            self._ended_sessions.add(session, self.clock.now())
         ended = [s for s in self._subs.get(username, ()) if s.session == session]
         for sub in ended:
             self.unsubscribe(sub)
@@ -157,11 +155,7 @@ class EventHub:
             return
         subs.discard(sub)
         if sub.stream:
-            key = (sub.username, sub.tab)
-            self._ended_streams.pop(key, None)  # kept oldest first
-            self._ended_streams[key] = self.clock.now()
-            while len(self._ended_streams) > ENDED_STREAMS:
-                del self._ended_streams[next(iter(self._ended_streams))]
+            self._ended_streams.add((sub.username, sub.tab), self.clock.now())
         if not subs:
             del self._subs[sub.username]
             self._tell(sub.username, False)
@@ -171,12 +165,8 @@ class EventHub:
 
         Returns how many were dropped."""
         now = self.clock.now()
-        while (
-            self._ended_sessions and now - next(iter(self._ended_sessions.values())) >= ENDED_SESSIONS_SECONDS
-        ):
-            del self._ended_sessions[next(iter(self._ended_sessions))]
-        while self._ended_streams and now - next(iter(self._ended_streams.values())) >= self.tab_timeout:
-            del self._ended_streams[next(iter(self._ended_streams))]
+        self._ended_sessions.forget_before(now - ENDED_SESSIONS_SECONDS)
+        self._ended_streams.forget_before(now - self.tab_timeout)
         gone = [s for subs in self._subs.values() for s in subs if now - s.seen_at >= self.tab_timeout]
         for sub in gone:
             self.unsubscribe(sub)
@@ -209,6 +199,25 @@ class EventHub:
     def _tell(self, username: str, online: bool) -> None:
         for listener in self._listeners:
             listener(username, online)
+
+
+class RecentKeys(dict[K, float]):
+    """Keys with when they were added, oldest first, at most ``most`` of them (the
+    oldest go first); ``forget_before`` drops those added before a time."""
+
+    def __init__(self, most: int) -> None:
+        super().__init__()
+        self.most = most
+
+    def add(self, key: K, now: float) -> None:
+        self.pop(key, None)  # to the end: the order stays oldest first
+        self[key] = now
+        while len(self) > self.most:
+            del self[next(iter(self))]
+
+    def forget_before(self, when: float) -> None:
+        while self and next(iter(self.values())) <= when:
+            del self[next(iter(self))]
 
 
 def _end(sub: Subscription) -> None:

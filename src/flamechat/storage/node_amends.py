@@ -11,7 +11,7 @@ from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flamechat.storage.node_messages import insert_ignore, message_record
-from flamechat.storage.node_schema import early_amends, messages, waiting_sends
+from flamechat.storage.node_schema import early_amends, messages
 from flamechat.storage.records import EarlyAmend, MessageRecord
 
 m = messages.c
@@ -60,16 +60,6 @@ async def mark_deleted(conn: AsyncConnection, owner: str, message_id: str, at: i
 async def remove(conn: AsyncConnection, owner: str, message_id: str) -> bool:
     """Delete a message from ``owner``'s history (deleted for them only)."""
     result = await conn.execute(delete(messages).where(m.owner == owner, m.id == message_id))
-    return bool(result.rowcount)
-
-
-async def edit_waiting(conn: AsyncConnection, owner: str, message_id: str, body: str) -> bool:
-    """Change the unsealed body of a message that still waits for its recipient's
-    keys; False if it is not waiting (any more)."""
-    w = waiting_sends.c
-    result = await conn.execute(
-        update(waiting_sends).where(w.owner == owner, w.message_id == message_id).values(body=body)
-    )
     return bool(result.rowcount)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flamechat.storage.node_schema import waiting_sends
@@ -102,3 +102,12 @@ async def take_for_peer(conn: AsyncConnection, peer: str) -> list[WaitingSend]:
     """Remove and answer every message waiting for ``peer`` (whose account is gone)."""
     rows = await conn.execute(delete(waiting_sends).where(_w.peer == peer).returning(*waiting_sends.c))
     return [_record(r) for r in rows.all()]
+
+
+async def set_body(conn: AsyncConnection, owner: str, message_id: str, body: str) -> bool:
+    """Change the unsealed body of a message that still waits (an edit); False if it
+    waits no more (sealed and queued meanwhile)."""
+    result = await conn.execute(
+        update(waiting_sends).where(_w.owner == owner, _w.message_id == message_id).values(body=body)
+    )
+    return bool(result.rowcount)

@@ -270,6 +270,10 @@
       box.addEventListener("click", () => showQuoted(box.dataset.id));
       li.insertBefore(box, li.querySelector(".body"));
     }
+    drawQuote(box, quote);
+  }
+
+  function drawQuote(box, quote) {
     box.dataset.id = quote.id;
     box.dataset.deleted = quote.deleted ? "true" : "false";
     box.textContent = quoteText(quote);
@@ -280,11 +284,7 @@
   // The quoted message changed (edited, deleted): every quote of it follows.
   function updateQuotes(message) {
     const quote = { id: message.id, sender: message.sender, text: message.body, deleted: Boolean(message.deleted) };
-    document.querySelectorAll(`#messages .quote[data-id="${CSS.escape(message.id)}"]`).forEach((box) => {
-      box.dataset.deleted = quote.deleted ? "true" : "false";
-      box.textContent = quoteText(quote);
-      box.disabled = quote.deleted;
-    });
+    document.querySelectorAll(`#messages .quote[data-id="${CSS.escape(message.id)}"]`).forEach((box) => drawQuote(box, quote));
   }
 
   function showQuoted(id) {
