@@ -177,6 +177,16 @@ class Browsers:
         return found
 
 
+def in_conversation(browsers: Browsers, net: DevNetwork) -> tuple[User, User]:
+    """alice on the first node and bob on the second, each with the other's conversation open."""
+    node_a, node_b = net.nodes[:2]
+    alice = browsers.login(node_a, "alice")
+    bob = browsers.login(node_b, "bob")
+    alice.open_conversation("bob")
+    bob.open_conversation("alice")
+    return alice, bob
+
+
 @pytest.fixture
 def browsers(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Browsers]:
     """Per-test browser contexts; the test fails if any page raised a script error."""

@@ -8,21 +8,11 @@ import pytest
 from playwright.sync_api import Route, expect
 
 from flamechat.devnet import DevNetwork
-from tests.browser.conftest import Browsers, User, log_in
+from tests.browser.conftest import Browsers, in_conversation, log_in
 from tests.conftest import PASSWORDS
 from tests.support import login
 
 pytestmark = pytest.mark.browser
-
-
-def in_conversation(browsers: Browsers, network: DevNetwork) -> tuple[User, User]:
-    """alice on the first node and bob on the second, each with the other's conversation open."""
-    node_a, node_b = network.nodes
-    alice = browsers.login(node_a, "alice")
-    bob = browsers.login(node_b, "bob")
-    alice.open_conversation("bob")
-    bob.open_conversation("alice")
-    return alice, bob
 
 
 def test_wrong_password_is_refused_on_the_login_page(browsers: Browsers, network: DevNetwork) -> None:

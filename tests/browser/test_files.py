@@ -18,7 +18,7 @@ from PIL import Image
 from playwright.sync_api import Route, expect
 
 from flamechat.devnet import DevNetwork
-from tests.browser.conftest import Browsers, User, start_network
+from tests.browser.conftest import Browsers, in_conversation, start_network
 from tests.support import eventually
 
 pytestmark = pytest.mark.browser
@@ -29,16 +29,6 @@ def files_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNetwo
     net = start_network(tmp_path_factory.mktemp("files-browser"))
     yield net
     net.stop()
-
-
-def _in_conversation(browsers: Browsers, net: DevNetwork) -> tuple[User, User]:
-    """Alice on node A and Bob on node B, each with the other's conversation open."""
-    node_a, node_b = net.nodes
-    alice = browsers.login(node_a, "alice")
-    bob = browsers.login(node_b, "bob")
-    alice.open_conversation("bob")
-    bob.open_conversation("alice")
-    return alice, bob
 
 
 def _photo(path: Path) -> bytes:
@@ -53,7 +43,7 @@ def _photo(path: Path) -> bytes:
 def test_a_photo_goes_with_a_progress_bar_shows_inline_and_downloads(
     browsers: Browsers, files_network: DevNetwork, tmp_path: Path
 ) -> None:
-    alice, bob = _in_conversation(browsers, files_network)
+    alice, bob = in_conversation(browsers, files_network)
     data = _photo(tmp_path / "harbour.jpg")
 
     # Hold the upload's first part, so the progress bar is seen for sure.
@@ -105,7 +95,7 @@ def test_a_photo_goes_with_a_progress_bar_shows_inline_and_downloads(
 def test_several_files_picked_at_once_go_with_bars_that_move_and_download(
     browsers: Browsers, files_network: DevNetwork, tmp_path: Path
 ) -> None:
-    alice, bob = _in_conversation(browsers, files_network)
+    alice, bob = in_conversation(browsers, files_network)
     part = 8 * 1024 * 1024
     big = tmp_path / "site-plan.bin"
     big_data = os.urandom(20 * 1024 * 1024)  # three parts: 8, 8 and 4 MiB
@@ -166,7 +156,7 @@ def test_several_files_picked_at_once_go_with_bars_that_move_and_download(
 def test_a_file_dropped_on_the_conversation_goes_and_downloads_with_progress(
     browsers: Browsers, files_network: DevNetwork
 ) -> None:
-    alice, bob = _in_conversation(browsers, files_network)
+    alice, bob = in_conversation(browsers, files_network)
     # What the browser builds for a drag from the desktop: a DataTransfer holding a File.
     dropped = alice.page.evaluate_handle(
         """() => {
@@ -205,7 +195,7 @@ def test_a_file_dropped_on_the_conversation_goes_and_downloads_with_progress(
 def test_a_hostile_html_file_downloads_and_never_runs(
     browsers: Browsers, files_network: DevNetwork, tmp_path: Path
 ) -> None:
-    alice, bob = _in_conversation(browsers, files_network)
+    alice, bob = in_conversation(browsers, files_network)
     hostile = tmp_path / "invoice.html"
     hostile.write_text(
         "<html><body><script>window.top.__pwned = 1; alert('pwned')</script>"
@@ -256,7 +246,7 @@ def _wav(path: Path, seconds: float = 1.5) -> None:
 def test_audio_plays_inline_with_the_browsers_own_player(
     browsers: Browsers, files_network: DevNetwork, tmp_path: Path
 ) -> None:
-    alice, bob = _in_conversation(browsers, files_network)
+    alice, bob = in_conversation(browsers, files_network)
     _wav(tmp_path / "voice-note.wav")
     alice.page.locator("#file-input").set_input_files(str(tmp_path / "voice-note.wav"))
 
@@ -279,7 +269,7 @@ def test_audio_plays_inline_with_the_browsers_own_player(
 def test_a_file_name_carrying_markup_is_shown_as_text(
     browsers: Browsers, files_network: DevNetwork, tmp_path: Path
 ) -> None:
-    alice, bob = _in_conversation(browsers, files_network)
+    alice, bob = in_conversation(browsers, files_network)
     name = "<img src=x onerror=window.top.__pwned=1>.txt"
     (tmp_path / name).write_text("notes")
     alice.page.locator("#file-input").set_input_files(str(tmp_path / name))
