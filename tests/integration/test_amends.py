@@ -235,12 +235,19 @@ def test_a_message_waiting_for_a_first_sign_in_changes_where_it_waits(
     assert edit(alice, "grace", kept["id"], "Welcome aboard, Grace! Lunch at noon?")[0] == 200
     assert delete(alice, "grace", dropped["id"], everyone=True)[0] == 204
     assert copy(alice, "grace", dropped["id"])["deleted"]  # type: ignore[index]
+    body = {"body": "P.S. bring ID", "reply_to": kept["id"]}
+    status, postscript = alice.call("POST", "/api/v1/conversations/grace/messages", body)
+    assert (status, postscript["state"]) == (201, "waiting")
+    assert edit(alice, "grace", postscript["id"], "P.S. bring a photo ID")[0] == 200  # a reply stays one
 
     grace = login(net.nodes[1], "grace", "grace-password")
     arrived = copy_becomes(grace, "alice", kept["id"], body="Welcome aboard, Grace! Lunch at noon?")
     assert arrived["edited_at"] is None  # sealed as it stood: it was never sent before
+    answer = copy_becomes(grace, "alice", postscript["id"], body="P.S. bring a photo ID")
+    assert answer["reply_to"]["id"] == kept["id"]
     time.sleep(1.0)
-    assert [m["id"] for m in grace.history("alice")] == [kept["id"]]  # the deleted one never left
+    ids = [m["id"] for m in grace.history("alice")]
+    assert ids == [kept["id"], postscript["id"]]  # the deleted one never left
 
 
 def test_no_server_errors(net: DevNetwork) -> None:

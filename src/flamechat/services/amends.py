@@ -38,7 +38,7 @@ from flamechat.protocol import errors
 from flamechat.services.clock import Clock, ms
 from flamechat.services.events import EventHub
 from flamechat.services.files import FileService
-from flamechat.services.messaging import MAX_BODY_BYTES, MessagingService, message_view
+from flamechat.services.messaging import MAX_BODY_BYTES, MessagingService, message_body, message_view
 from flamechat.storage import node_amends, node_messages, node_waiting
 from flamechat.storage.database import Database
 from flamechat.storage.records import MessageRecord
@@ -103,7 +103,7 @@ class AmendService:
         await self.messaging.check_may_send(username, peer)
         await self.messaging.limits.hit("bytes", username, cost=max(1, len(text.encode())))
         if record.state == "waiting":
-            edited = await self._edit_waiting(username, message_id, text)
+            edited = await self._edit_waiting(record, text)
             if edited is not None:
                 return edited
         envelope, at = await self.messaging.seal_control(
@@ -172,11 +172,13 @@ class AmendService:
             raise MessageNotAmendable(f"only your own messages can be {what}", field="id")
         return record
 
-    async def _edit_waiting(self, username: str, message_id: str, text: str) -> MessageRecord | None:
+    async def _edit_waiting(self, record: MessageRecord, text: str) -> MessageRecord | None:
         """Change a message that waits unsealed; ``None`` if it was sealed meanwhile."""
         at = ms(self.clock)
+        username, message_id = record.owner, record.id
+        body = json.dumps(message_body(text, record.reply_to))  # a reply stays a reply
         async with self.messaging.waiting.lock, self.db.write() as conn:
-            if not await node_waiting.set_body(conn, username, message_id, json.dumps({"text": text})):
+            if not await node_waiting.set_body(conn, username, message_id, body):
                 return None
             edited = await node_amends.edit(conn, username, message_id, text, at)
         if edited is not None:

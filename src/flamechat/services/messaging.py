@@ -62,6 +62,11 @@ class UserBlocked(errors.Conflict):
     code = "user_blocked"
 
 
+def message_body(text: str, reply_to: str | None) -> dict[str, Any]:
+    """What a ``message`` envelope seals: the text, and the message it answers if any."""
+    return {"text": text} if reply_to is None else {"text": text, "reply_to": reply_to}
+
+
 QUOTE_CHARS = 200  # of the quoted message's text, in a reply's view
 
 
@@ -180,7 +185,7 @@ class MessagingService:
                 raise errors.NotFound("the message replied to is not in this conversation", field="reply_to")
         recipient = await self.check_may_send(username, peer)
         await self.limits.hit("bytes", username, cost=max(1, len(text.encode())))
-        body: dict[str, Any] = {"text": text} if reply_to is None else {"text": text, "reply_to": reply_to}
+        body = message_body(text, reply_to)
         try:
             return await self.send_sealed(
                 username, peer, message_id, "message", body, text, recipient=recipient, reply_to=reply_to
@@ -203,9 +208,7 @@ class MessagingService:
                 f"{recipient.username} has not signed in yet; write a new message and it will wait for them"
             )
         keys = self.keyring.require(username)
-        body: dict[str, Any] = {"text": failed.body}
-        if failed.reply_to is not None:
-            body["reply_to"] = failed.reply_to
+        body = message_body(failed.body, failed.reply_to)
         envelope = self._seal(keys, username, recipient, failed.id, failed.sent_at, "message", body)
         now = ms(self.clock)
         async with self.db.write() as conn:
