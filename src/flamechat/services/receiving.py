@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 from flamechat.crypto import OpenedEnvelope, SealedEnvelope, UserKeys, open_envelope, verify_envelope_origin
 from flamechat.crypto.errors import CryptoError
 from flamechat.protocol import errors
+from flamechat.services.amends import AMEND_KIND
 from flamechat.services.blocks import BlockService
 from flamechat.services.clock import Clock, ms
 from flamechat.services.directory_view import DirectoryView
@@ -116,7 +117,7 @@ def check_received(opened: OpenedEnvelope) -> None:
         json.dumps(opened.body, ensure_ascii=False).encode()
     except UnicodeEncodeError as exc:
         raise errors.EnvelopeRejected("the envelope's content is not valid UTF-8") from exc
-    text = opened.body.get("text") if opened.kind in ("message", "amend") else None
+    text = opened.body.get("text") if opened.kind in ("message", AMEND_KIND) else None
     if isinstance(text, str) and len(text.encode()) > MAX_BODY_BYTES:
         raise errors.MessageTooLarge(f"a message holds at most {MAX_BODY_BYTES} bytes of text", field="body")
 
@@ -271,7 +272,7 @@ class ReceivingService:
                 elif opened.kind == "receipt":
                     events += await self._apply_receipt(conn, opened)
                     stored = True
-                elif opened.kind == "amend" and self._amends is not None:
+                elif opened.kind == AMEND_KIND and self._amends is not None:
                     events += await self._amends.received(conn, opened, now)
                     stored = True
                 else:
